@@ -1,0 +1,48 @@
+"""The `depth-distill` command line: one entry point, one module per subcommand group.
+
+Each module in `orchestration.commands` exposes `register(subparsers)`, which adds its
+subcommand(s) and sets `func` on the parsed namespace; `main` dispatches to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMAND_MODULES = (
+    "stage",
+    "data",
+    "predict",
+    "evaluate",
+    "evaluate_pairs",
+    "bench",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="depth-distill",
+        description="Depth Anything-style teacher/student training pipeline.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"orchestration.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"orchestration.commands.{name}":
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    result = args.func(args)
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
