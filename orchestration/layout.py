@@ -1,0 +1,63 @@
+"""Where every lineage step writes its outputs (the paths dvc.yaml declares).
+
+The default lineage lives in the repository root and is what DVC versions. An experiment
+(overridden params from the Dagster launchpad) writes under `experiments/<name>/` instead and
+reads any upstream output it has not produced itself from the default lineage, so it never
+overwrites a DVC-tracked file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+LABELED_TRAIN = "data/labeled/train"
+LABELED_VAL = "data/labeled/val"
+UNLABELED = "data/unlabeled"
+TARGET_EVAL = "data/target_eval"
+PSEUDO_LABELS = "data/pseudo_labels"
+TEACHER = "models/teacher"
+STUDENTS = "models/students"
+AGREEMENT = "reports/agreement"
+METRICS = "metrics"
+REPORTS = "reports"
+CHECKPOINT_FILE = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+    fallback: Path | None = None
+
+    def out(self, relative: str) -> Path:
+        """A path this run writes."""
+        return self.root / relative
+
+    def inp(self, relative: str) -> Path:
+        """A path this run reads: its own output when present, else the default lineage's."""
+        own = self.root / relative
+        if own.exists() or self.fallback is None:
+            return own
+        return self.fallback / relative
+
+    def student(self, name: str) -> str:
+        return f"{STUDENTS}/{name}"
+
+    def metrics_file(self, stage: str) -> Path:
+        return self.out(f"{METRICS}/{stage}.json")
+
+    def report_dir(self, stage: str) -> Path:
+        return self.out(f"{REPORTS}/{stage}")
+
+    @property
+    def is_experiment(self) -> bool:
+        return self.fallback is not None
+
+
+def default_layout(root: Path) -> Layout:
+    return Layout(root=root.resolve())
+
+
+def experiment_layout(root: Path, name: str) -> Layout:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "experiment"
+    return Layout(root=(root / "experiments" / safe).resolve(), fallback=root.resolve())

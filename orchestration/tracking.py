@@ -1,0 +1,164 @@
+"""MLflow tracking for stages: one run per stage, nested under one pipeline run.
+
+Runs are created with `MlflowClient` rather than the fluent API so that nothing depends on a
+process-global "active run": DVC starts every stage in a fresh process, Dagster may run several
+stages in one. Stages of the same pipeline execution share a parent run found by its
+`pipeline_key` tag (the Dagster run id, or the git commit + params hash under DVC).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+EXPERIMENT_NAME = "depth-distill"
+_FLUSH_EVERY = 200
+
+
+def default_tracking_uri(root: Path) -> str:
+    """`MLFLOW_TRACKING_URI` when set, else the embedded sqlite store in the repository root."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root / 'mlflow.db').resolve()}"
+
+
+def git_commit(root: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _client(root: Path):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    uri = default_tracking_uri(root)
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(tracking_uri=uri)
+
+
+def _experiment_id(client, root: Path) -> str:
+    exp = client.get_experiment_by_name(EXPERIMENT_NAME)
+    if exp is not None:
+        return exp.experiment_id
+    # Artifacts next to the store, never in the current working directory of a stage.
+    return client.create_experiment(
+        EXPERIMENT_NAME, artifact_location=(root / "mlruns").resolve().as_uri()
+    )
+
+
+@dataclass
+class StageRun:
+    """Handle given to a running stage: metric logging with batching, artifacts, tags."""
+
+    client: object
+    run_id: str
+    _pending: list = field(default_factory=list)
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        for key, value in metrics.items():
+            value = float(value)
+            if not math.isfinite(value):
+                continue
+            self._pending.append(Metric(_safe_key(key), value, now, int(step or 0)))
+        if len(self._pending) >= _FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[:900], self._pending[900:]
+            self.client.log_batch(self.run_id, metrics=batch)
+
+    def log_params(self, params: dict[str, object]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(_safe_key(k), str(v)[:6000]) for k, v in params.items()]
+        for start in range(0, len(items), 90):
+            self.client.log_batch(self.run_id, params=items[start : start + 90])
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(self.run_id, key, str(value))
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        path = Path(path)
+        if path.is_dir():
+            self.client.log_artifacts(self.run_id, str(path), artifact_path)
+        elif path.exists():
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+
+def _safe_key(key: str) -> str:
+    """MLflow keys allow alphanumerics, `_ - . / space`; anything else becomes `_`."""
+    return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in key)
+
+
+def _find_or_create_parent(client, experiment_id: str, pipeline_key: str, tags: dict) -> str:
+    found = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.pipeline_key = '{pipeline_key}' and tags.role = 'pipeline'",
+        max_results=1,
+        order_by=["attributes.start_time DESC"],
+    )
+    if found:
+        return found[0].info.run_id
+    run = client.create_run(
+        experiment_id,
+        run_name=f"pipeline {tags.get('runner', '')} {pipeline_key[:12]}".strip(),
+        tags={**tags, "pipeline_key": pipeline_key, "role": "pipeline"},
+    )
+    return run.info.run_id
+
+
+@contextmanager
+def stage_run(
+    root: Path,
+    stage: str,
+    role: str,
+    pipeline_key: str,
+    runner: str,
+    params: dict[str, object] | None = None,
+    extra_tags: dict[str, str] | None = None,
+    run_name: str | None = None,
+) -> Iterator[StageRun]:
+    """Open an MLflow run for one stage under the pipeline's parent run; close it on exit."""
+    client = _client(root)
+    experiment_id = _experiment_id(client, root)
+    tags = {"runner": runner, **(extra_tags or {})}
+    commit = git_commit(root)
+    if commit:
+        tags["git_commit"] = commit
+        tags["mlflow.source.git.commit"] = commit
+    dvc_exp = os.environ.get("DVC_EXP_NAME")
+    if dvc_exp:
+        tags["dvc_experiment"] = dvc_exp
+    parent = _find_or_create_parent(client, experiment_id, pipeline_key, dict(tags))
+    run = client.create_run(
+        experiment_id,
+        run_name=run_name or stage,
+        tags={**tags, "stage": stage, "role": role, "pipeline_key": pipeline_key,
+              "mlflow.parentRunId": parent},
+    )
+    handle = StageRun(client, run.info.run_id)
+    if params:
+        handle.log_params(params)
+    status = "FAILED"
+    try:
+        yield handle
+        status = "FINISHED"
+    finally:
+        try:
+            handle.flush()
+        finally:
+            client.set_terminated(run.info.run_id, status)
