@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+# Errors that describe bad input (a parameter, a file): shown as one clear line, no traceback.
+# Set DEPTH_DISTILL_DEBUG=1 to see the traceback anyway.
+USER_ERRORS = (ValueError, FileNotFoundError, KeyError, PermissionError)
 
 COMMAND_MODULES = (
     "stage",
@@ -40,7 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    result = args.func(args)
+    try:
+        result = args.func(args)
+    except USER_ERRORS as exc:
+        if os.environ.get("DEPTH_DISTILL_DEBUG"):
+            raise
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"depth-distill {args.command}: error: {message}", file=sys.stderr)
+        return 2
     return int(result or 0)
 
 

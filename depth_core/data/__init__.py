@@ -1,0 +1,1 @@
+"""Datasets: procedural rendering, importers, shards, streaming."""

@@ -1,0 +1,562 @@
+"""Import users' own folders (RGB-D pairs, or unlabeled images) as sharded datasets.
+
+Imports are all-or-nothing: everything is written into `<dst>.partial` and renamed to
+`dst` only once the manifest and summary exist, so a crash never leaves something that looks
+like a dataset. Individual bad files never stop an import; they are skipped and listed with
+the reason (and a short code to count them by) in summary.json and in the returned stats.
+Hidden files and folders (names starting with ".") and files that are neither images nor
+depth maps are ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from tqdm.auto import tqdm
+
+from depth_core.data.image_io import (
+    IMAGE_EXTENSIONS,
+    DepthResize,
+    ImageReadError,
+    fit_depth,
+    fit_image,
+    read_depth,
+    read_image,
+)
+from depth_core.data.manifest import SUMMARY_NAME, finalize_dataset
+from depth_core.data.shards import shard_path, write_shard
+
+DEFAULT_DEPTH_SUFFIXES = (
+    ".depth.npz",
+    ".depth.npy",
+    ".depth.png",
+    ".depth.tif",
+    ".depth.tiff",
+    "_depth.npz",
+    "_depth.npy",
+    "_depth.png",
+    "_depth.tif",
+    "_depth.tiff",
+    ".npz",
+    ".npy",
+)
+
+
+class DatasetImportError(ValueError):
+    """An import that cannot produce a dataset at all (bad paths, nothing usable)."""
+
+
+class ImageImportConfig(BaseModel):
+    """Import a folder of unlabeled images, fitted to the training resolution."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str | None = Field(
+        None, description="folder to import (stages read it; the CLI takes SRC)"
+    )
+    height: int = Field(128, gt=0)
+    width: int = Field(128, gt=0)
+    shard_size: int = Field(256, gt=0)
+    image_extensions: list[str] = Field(default_factory=lambda: list(IMAGE_EXTENSIONS))
+    apply_exif: bool = Field(True, description="rotate camera JPEGs upright")
+    compress: bool = False
+
+
+class RGBDImportConfig(BaseModel):
+    """Import RGB images paired with depth (or disparity) maps by file name.
+
+    Depth = raw value / `depth_scale` (16-bit PNG: NYU 1000, TUM 5000, KITTI 256); with
+    `is_disparity` that value is a disparity and depth = 1 / value. A depth map pairs with
+    the image whose path (relative to `image_dir`) minus its extension, plus one of
+    `depth_suffixes`, is its path relative to `depth_dir`; earlier suffixes win.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str | None = Field(
+        None, description="folder to import (stages read it; the CLI takes SRC)"
+    )
+    height: int = Field(128, gt=0)
+    width: int = Field(128, gt=0)
+    depth_scale: float = Field(1.0, gt=0)
+    is_disparity: bool = False
+    min_depth: float = Field(0.0, ge=0.0, description="depth <= this is invalid")
+    max_depth: float | None = Field(None, gt=0.0, description="depth > this is invalid")
+    shard_size: int = Field(256, gt=0)
+    depth_suffixes: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_DEPTH_SUFFIXES), min_length=1
+    )
+    image_extensions: list[str] = Field(default_factory=lambda: list(IMAGE_EXTENSIONS))
+    image_dir: str = Field("", description="sub-folder of the source holding the images")
+    depth_dir: str = Field("", description="sub-folder holding depth maps ('' = beside the images)")
+    depth_resize: DepthResize = Field(
+        "mean",
+        description="mean keeps sparse (LiDAR) depth alive when downscaling; nearest keeps raw values",
+    )
+    min_valid_fraction: float = Field(
+        0.0, ge=0.0, lt=1.0, description="after resizing; all-invalid is always skipped"
+    )
+    compress: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> RGBDImportConfig:
+        if self.max_depth is not None and self.max_depth <= self.min_depth:
+            raise ValueError(
+                f"max_depth ({self.max_depth}) must exceed min_depth ({self.min_depth})"
+            )
+        if self.image_dir == self.depth_dir:
+            extensions = {e.lower() for e in self.image_extensions}
+            ambiguous = [s for s in self.depth_suffixes if s.lower() in extensions or not s]
+            if ambiguous:
+                raise ValueError(
+                    f"depth_suffixes {ambiguous} cannot tell depth maps from images in the same "
+                    "folder; use a marked suffix (e.g. '_depth.png') or set depth_dir"
+                )
+        return self
+
+
+@dataclass
+class ImportStats:
+    """Outcome of an import, for the CLI and the stage's metrics (`stats.x` or `stats["x"]`)."""
+
+    dataset_dir: str
+    n_samples: int
+    n_shards: int
+    n_skipped: int
+    skipped_by_code: dict[str, int]
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Skip(Exception):
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def _skip_entry(file: str, code: str, reason: str) -> dict[str, str]:
+    return {"file": file, "code": code, "reason": reason}
+
+
+class _ShardWriter:
+    """Accumulate samples and write a shard every `shard_size` of them."""
+
+    def __init__(self, dataset_dir: Path, shard_size: int, compress: bool) -> None:
+        self.dataset_dir, self.shard_size, self.compress = dataset_dir, shard_size, compress
+        self.buffer: list[dict[str, np.ndarray]] = []
+        self.num_shards = 0
+        self.num_samples = 0
+
+    def add(self, sample: dict[str, Any]) -> None:
+        self.buffer.append(sample)
+        self.num_samples += 1
+        if len(self.buffer) == self.shard_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        arrays = {
+            key: np.stack([np.asarray(s[key]) for s in self.buffer]) for key in self.buffer[0]
+        }
+        write_shard(shard_path(self.dataset_dir, self.num_shards), arrays, compress=self.compress)
+        self.num_shards += 1
+        self.buffer = []
+
+
+# ---------------------------------------------------------------------------- scanning
+
+
+def _visible_files(root: Path) -> Iterator[Path]:
+    """Files under `root`, recursively, sorted, skipping hidden files and folders."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                yield Path(dirpath) / name
+
+
+def _match_suffix(relative: str, suffixes: list[str]) -> tuple[int, str] | None:
+    lowered = relative.lower()
+    for priority, suffix in enumerate(suffixes):
+        if suffix and lowered.endswith(suffix.lower()) and len(relative) > len(suffix):
+            return priority, relative[: -len(suffix)]
+    return None
+
+
+def scan_rgbd_pairs(
+    src: Path, config: RGBDImportConfig
+) -> tuple[list[tuple[Path, Path]], list[dict[str, str]]]:
+    """Pair images with depth maps by name; unpaired or ambiguous files become skip entries."""
+    image_root = src / config.image_dir
+    depth_root = src / config.depth_dir
+    for root in (image_root, depth_root):
+        if not root.is_dir():
+            raise DatasetImportError(f"source folder {root} does not exist")
+    depth_by_key: dict[str, list[tuple[int, Path]]] = {}
+    depth_files: set[Path] = set()
+    for path in _visible_files(depth_root):
+        match = _match_suffix(path.relative_to(depth_root).as_posix(), config.depth_suffixes)
+        if match is not None:
+            depth_by_key.setdefault(match[1], []).append((match[0], path))
+            depth_files.add(path)
+    extensions = {e.lower() for e in config.image_extensions}
+    images_by_key: dict[str, list[Path]] = {}
+    for path in _visible_files(image_root):
+        if path in depth_files or path.suffix.lower() not in extensions:
+            continue
+        relative = path.relative_to(image_root).as_posix()
+        images_by_key.setdefault(relative[: -len(path.suffix)], []).append(path)
+
+    pairs: list[tuple[Path, Path]] = []
+    skipped: list[dict[str, str]] = []
+    rel = lambda p: p.relative_to(src).as_posix()
+    for key in sorted(set(images_by_key) | set(depth_by_key)):
+        images = images_by_key.get(key, [])
+        depths = sorted(depth_by_key.get(key, []))
+        if len(images) > 1:
+            names = ", ".join(rel(p) for p in images)
+            for image in images:
+                skipped.append(
+                    _skip_entry(
+                        rel(image), "ambiguous", f"several images share the name {key!r}: {names}"
+                    )
+                )
+        elif images and not depths:
+            looked = ", ".join(key + s for s in config.depth_suffixes[:4])
+            skipped.append(
+                _skip_entry(
+                    rel(images[0]), "no_depth", f"no depth map found (looked for {looked}, ...)"
+                )
+            )
+        elif depths and not images:
+            for _, depth in depths:
+                skipped.append(
+                    _skip_entry(rel(depth), "no_image", "depth map without an RGB image")
+                )
+        else:
+            pairs.append((images[0], depths[0][1]))
+    return pairs, skipped
+
+
+def scan_images(src: Path, config: ImageImportConfig) -> list[Path]:
+    if not src.is_dir():
+        raise DatasetImportError(f"source folder {src} does not exist")
+    extensions = {e.lower() for e in config.image_extensions}
+    return [p for p in _visible_files(src) if p.suffix.lower() in extensions]
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def _load_pair(
+    image_path: Path, depth_path: Path, config: RGBDImportConfig
+) -> dict[str, np.ndarray]:
+    try:
+        image = read_image(image_path, apply_exif=False)
+        depth, mask = read_depth(
+            depth_path,
+            scale=config.depth_scale,
+            is_disparity=config.is_disparity,
+            min_depth=config.min_depth,
+            max_depth=config.max_depth,
+        )
+    except ImageReadError as exc:
+        raise _Skip("unreadable", str(exc)) from exc
+    if image.shape[:2] != depth.shape:
+        raise _Skip(
+            "size_mismatch",
+            f"image is {image.shape[1]}x{image.shape[0]} but depth map {depth_path.name} is "
+            f"{depth.shape[1]}x{depth.shape[0]}",
+        )
+    if not mask.any():
+        raise _Skip("no_valid_depth", "no valid depth pixel (all 0, NaN, inf or out of range)")
+    image = fit_image(image, config.height, config.width)
+    depth, mask = fit_depth(depth, mask, config.height, config.width, method=config.depth_resize)
+    fraction = float(mask.mean())
+    if fraction == 0.0 or fraction < config.min_valid_fraction:
+        raise _Skip(
+            "low_valid_fraction",
+            f"valid depth fraction after resizing is {fraction:.4f} (minimum {config.min_valid_fraction})",
+        )
+    return {"image": image, "depth": depth, "mask": mask}
+
+
+# ---------------------------------------------------------------------------- publishing
+
+
+def _check_destination(src: Path, dst: Path) -> None:
+    src_abs, dst_abs = src.resolve(), dst.resolve()
+    if dst_abs == src_abs or src_abs in dst_abs.parents or dst_abs in src_abs.parents:
+        raise DatasetImportError(
+            f"destination {dst} must be outside the source folder {src} (and not contain it)"
+        )
+    if dst.exists():
+        if not dst.is_dir():
+            raise DatasetImportError(f"destination {dst} exists and is not a directory")
+        if any(dst.iterdir()) and not (dst / SUMMARY_NAME).is_file():
+            raise DatasetImportError(
+                f"destination {dst} is a non-empty folder that is not a dataset; refusing to replace it"
+            )
+
+
+def _partial_dir(dst: Path) -> Path:
+    return dst.with_name(dst.name + ".partial")
+
+
+def _publish(partial: Path, dst: Path) -> None:
+    """Move the finished dataset into place, replacing an older one only now."""
+    if dst.exists():
+        retired = dst.with_name(f"{dst.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(dst, retired)
+        os.replace(partial, dst)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        os.replace(partial, dst)
+
+
+def _build_partial(
+    src: Path,
+    dst: Path,
+    items: list[Any],
+    load: Callable[[Any], dict[str, Any]],
+    shard_size: int,
+    compress: bool,
+    parameters: dict[str, Any],
+    skipped: list[dict[str, str]],
+    progress: bool,
+    what: str,
+) -> ImportStats:
+    """Write one complete dataset into `<dst>.partial` (shards, manifest, summary)."""
+    partial = _partial_dir(dst)
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    writer = _ShardWriter(partial, shard_size, compress)
+    for item in tqdm(items, desc=f"import {dst.name}", unit="file", disable=not progress):
+        name = (item[0] if isinstance(item, tuple) else item).relative_to(src).as_posix()
+        try:
+            sample = load(item)
+        except _Skip as skip:
+            skipped.append(_skip_entry(name, skip.code, skip.reason))
+            continue
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an odd file must not end the import
+            skipped.append(_skip_entry(name, "error", f"{type(exc).__name__}: {exc}"))
+            continue
+        writer.add(sample)  # write errors (disk full...) do end the import, leaving nothing
+    writer.flush()
+    if writer.num_samples == 0:
+        reasons = (
+            "; ".join(f"{s['file']}: {s['reason']}" for s in skipped[:5]) or "no matching files"
+        )
+        raise DatasetImportError(
+            f"no usable {what} for {dst} in {src} ({len(skipped)} skipped: {reasons})"
+        )
+    codes = dict(sorted(Counter(s["code"] for s in skipped).items()))
+    finalize_dataset(
+        partial,
+        parameters=parameters,
+        skipped=skipped,
+        extra={"source_dir": str(src), "skipped_by_code": codes},
+    )
+    return ImportStats(
+        dataset_dir=str(dst),
+        n_samples=writer.num_samples,
+        n_shards=writer.num_shards,
+        n_skipped=len(skipped),
+        skipped_by_code=codes,
+        skipped=skipped,
+    )
+
+
+def _import_all(jobs: list[dict[str, Any]]) -> list[ImportStats]:
+    """Build every destination's partial dataset, then publish them all; on error, none."""
+    partials = [_partial_dir(job["dst"]) for job in jobs]
+    try:
+        results = [_build_partial(**job) for job in jobs]
+        for job in jobs:
+            _publish(_partial_dir(job["dst"]), job["dst"])
+    except BaseException:
+        for partial in partials:
+            shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return results
+
+
+def _resolve(src: Any, config: Any, model: type[BaseModel]) -> tuple[Path, Any]:
+    """Accept `(folder, config)` or a config whose `path` names the folder."""
+    if isinstance(src, model):
+        if src.path is None:
+            raise DatasetImportError(f"{model.__name__}.path must name the folder to import")
+        return Path(src.path), src
+    return Path(src), config if config is not None else model()
+
+
+def _rgbd_loader(
+    src: Path, config: RGBDImportConfig
+) -> Callable[[tuple[Path, Path]], dict[str, Any]]:
+    def load(pair: tuple[Path, Path]) -> dict[str, Any]:
+        image_path, depth_path = pair
+        sample = _load_pair(image_path, depth_path, config)
+        source = image_path.relative_to(src).as_posix()
+        depth_source = depth_path.relative_to(src).as_posix()
+        return {"id": source, **sample, "source": source, "depth_source": depth_source}
+
+    return load
+
+
+def import_rgbd_folder(
+    src: str | Path | RGBDImportConfig,
+    dst: str | Path,
+    config: RGBDImportConfig | None = None,
+    progress: bool = True,
+) -> ImportStats:
+    """Import a folder of RGB images with depth maps into a labeled dataset at `dst`.
+
+    `src` is the folder, or a config whose `path` names it.
+    """
+    src, config = _resolve(src, config, RGBDImportConfig)
+    dst = Path(dst)
+    _check_destination(src, dst)
+    pairs, skipped = scan_rgbd_pairs(src, config)
+    job = {
+        "src": src,
+        "dst": dst,
+        "items": pairs,
+        "load": _rgbd_loader(src, config),
+        "shard_size": config.shard_size,
+        "compress": config.compress,
+        "parameters": config.model_dump(mode="json"),
+        "skipped": skipped,
+        "progress": progress,
+        "what": "RGB-D pairs",
+    }
+    return _import_all([job])[0]
+
+
+def split_score(seed: int, sample_id: str) -> float:
+    """A stable pseudo-random number in [0, 1) per (seed, id): adding files moves no others."""
+    digest = hashlib.sha256(f"{seed}:{sample_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def import_rgbd_folder_split(
+    src: str | Path | RGBDImportConfig,
+    train_dst: str | Path,
+    val_dst: str | Path,
+    val_fraction: float,
+    seed: int = 0,
+    config: RGBDImportConfig | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Import one RGB-D folder as a training and a validation dataset (both or neither).
+
+    The `val_fraction` of pairs with the lowest `split_score(seed, id)` go to validation (at
+    least one, and at least one stays for training). Unpaired files are listed in the
+    training set's summary. Returns counts (`n_train`, `n_val`, `n_skipped`, ...) and the two
+    sets' `ImportStats`.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    src, config = _resolve(src, config, RGBDImportConfig)
+    train_dst, val_dst = Path(train_dst), Path(val_dst)
+    if train_dst.resolve() == val_dst.resolve():
+        raise DatasetImportError(f"training and validation destinations are the same: {train_dst}")
+    for dst in (train_dst, val_dst):
+        _check_destination(src, dst)
+    pairs, skipped = scan_rgbd_pairs(src, config)
+    if len(pairs) < 2:
+        raise DatasetImportError(
+            f"need at least 2 RGB-D pairs in {src} to split, found {len(pairs)}"
+        )
+    ranked = sorted(pairs, key=lambda pair: split_score(seed, pair[0].relative_to(src).as_posix()))
+    n_val = min(len(pairs) - 1, max(1, round(len(pairs) * val_fraction)))
+    val_pairs, train_pairs = sorted(ranked[:n_val]), sorted(ranked[n_val:])
+    parameters = {
+        **config.model_dump(mode="json"),
+        "val_fraction": val_fraction,
+        "split_seed": seed,
+    }
+    common = {
+        "src": src,
+        "load": _rgbd_loader(src, config),
+        "shard_size": config.shard_size,
+        "compress": config.compress,
+        "parameters": parameters,
+        "progress": progress,
+        "what": "RGB-D pairs",
+    }
+    train, val = _import_all(
+        [
+            {**common, "dst": train_dst, "items": train_pairs, "skipped": skipped},
+            {**common, "dst": val_dst, "items": val_pairs, "skipped": []},
+        ]
+    )
+    return {
+        "n_train": train.n_samples,
+        "n_val": val.n_samples,
+        "n_skipped": train.n_skipped + val.n_skipped,
+        "skipped_by_code": dict(Counter(train.skipped_by_code) + Counter(val.skipped_by_code)),
+        "train": train,
+        "val": val,
+    }
+
+
+def import_image_folder(
+    src: str | Path | ImageImportConfig,
+    dst: str | Path,
+    config: ImageImportConfig | None = None,
+    progress: bool = True,
+) -> ImportStats:
+    """Import a folder of images (recursively) into an unlabeled dataset at `dst`.
+
+    `src` is the folder, or a config whose `path` names it.
+    """
+    src, config = _resolve(src, config, ImageImportConfig)
+    dst = Path(dst)
+    _check_destination(src, dst)
+
+    def load(path: Path) -> dict[str, Any]:
+        try:
+            image = read_image(path, apply_exif=config.apply_exif)
+        except ImageReadError as exc:
+            raise _Skip("unreadable", str(exc)) from exc
+        source = path.relative_to(src).as_posix()
+        return {
+            "id": source,
+            "image": fit_image(image, config.height, config.width),
+            "source": source,
+        }
+
+    job = {
+        "src": src,
+        "dst": dst,
+        "items": scan_images(src, config),
+        "load": load,
+        "shard_size": config.shard_size,
+        "compress": config.compress,
+        "parameters": config.model_dump(mode="json"),
+        "skipped": [],
+        "progress": progress,
+        "what": "images",
+    }
+    return _import_all([job])[0]

@@ -1,0 +1,149 @@
+"""Batched disparity prediction for lists (or streams) of images of any sizes.
+
+Each image is resized so its longer side is the model's training resolution (aspect ratio kept,
+sides rounded to the backbone's stride), same-size images are batched together, and every
+prediction is resized back to the image's original resolution.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from depth_core.device import autocast
+from depth_core.models.depth_model import DepthModel
+
+# Images read ahead per group-and-batch round, as a multiple of batch_size: bounds memory
+# while still finding same-size images to batch together.
+WINDOW_BATCHES = 8
+
+
+def inference_size(
+    height: int, width: int, img_size: int, multiple: tuple[int, int]
+) -> tuple[int, int]:
+    """(h, w) with the longer side ~ ``img_size``, aspect kept, each a multiple of ``multiple``."""
+    scale = img_size / max(height, width)
+    mh, mw = multiple
+    return (max(mh, round(height * scale / mh) * mh), max(mw, round(width * scale / mw) * mw))
+
+
+def _check_image(index: int, image: np.ndarray) -> np.ndarray:
+    if (
+        not isinstance(image, np.ndarray)
+        or image.dtype != np.uint8
+        or image.ndim != 3
+        or image.shape[2] != 3
+    ):
+        described = (
+            f"{image.dtype} array of shape {image.shape}"
+            if isinstance(image, np.ndarray)
+            else type(image).__name__
+        )
+        raise ValueError(f"images[{index}] must be a uint8 (H, W, 3) array, got {described}")
+    if min(image.shape[:2]) < 1:
+        raise ValueError(f"images[{index}] is empty: shape {image.shape}")
+    return image
+
+
+def _to_model_input(image: np.ndarray, size: tuple[int, int], device: torch.device) -> torch.Tensor:
+    x = (
+        torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)[None].float()
+        / 255.0
+    )
+    if tuple(x.shape[-2:]) != size:
+        x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return x.clamp_(0.0, 1.0)
+
+
+def _predict_batch(model: DepthModel, batch: torch.Tensor, flip_tta: bool) -> torch.Tensor:
+    if not flip_tta:
+        return model(batch)
+    both = model(torch.cat([batch, batch.flip(-1)]))
+    plain, flipped = both.chunk(2)
+    return 0.5 * (plain + flipped.flip(-1))
+
+
+def _predict_window(
+    model: DepthModel,
+    window: Sequence[tuple[int, np.ndarray]],
+    batch_size: int,
+    device: torch.device,
+    flip_tta: bool,
+    amp: str | torch.dtype | None,
+) -> list[np.ndarray]:
+    """Predictions for one window of (index, image) pairs, in window order."""
+    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for position, (index, image) in enumerate(window):
+        height, width = _check_image(index, image).shape[:2]
+        groups[inference_size(height, width, model.config.img_size, model.input_multiple)].append(
+            position
+        )
+
+    results: list[np.ndarray | None] = [None] * len(window)
+    for size, positions in groups.items():
+        for start in range(0, len(positions), batch_size):
+            chunk = positions[start : start + batch_size]
+            batch = torch.cat([_to_model_input(window[p][1], size, device) for p in chunk])
+            with autocast(device, amp):
+                disparity = _predict_batch(model, batch, flip_tta)
+            for p, pred in zip(chunk, disparity.float()):
+                original = window[p][1].shape[:2]
+                if tuple(pred.shape) != original:
+                    pred = F.interpolate(
+                        pred[None, None], size=original, mode="bilinear", align_corners=False
+                    )[0, 0]
+                results[p] = pred.clamp_(min=0.0).cpu().numpy().astype(np.float32, copy=True)
+    return results  # type: ignore[return-value]
+
+
+def iterate_predictions(
+    model: DepthModel,
+    images: Iterable[np.ndarray],
+    batch_size: int = 8,
+    device: str | torch.device | None = None,
+    flip_tta: bool = False,
+    amp: str | torch.dtype | None = "fp32",
+    amp_dtype: str | torch.dtype | None = None,
+) -> Iterator[np.ndarray]:
+    """Yield one float32 (H, W) disparity per uint8 (H, W, 3) image, in input order.
+
+    ``images`` may be a lazy iterable (read from shards); it is consumed a window at a time.
+    ``device`` moves the model there (default: where the model already is). ``amp`` is
+    "fp32", "bf16" or "fp16"; ``amp_dtype`` is an alias that wins when given. The model is in
+    eval mode while predicting and its previous mode is restored afterwards.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    precision = amp_dtype if amp_dtype is not None else amp
+    target = torch.device(device) if device is not None else next(model.parameters()).device
+    model.to(target)
+    was_training = model.training
+    model.eval()
+    try:
+        numbered = enumerate(images)
+        while window := list(islice(numbered, batch_size * WINDOW_BATCHES)):
+            with torch.inference_mode():
+                predictions = _predict_window(
+                    model, window, batch_size, target, flip_tta, precision
+                )
+            yield from predictions
+    finally:
+        model.train(was_training)
+
+
+def predict_disparity(
+    model: DepthModel,
+    images: Iterable[np.ndarray],
+    batch_size: int = 8,
+    device: str | torch.device | None = None,
+    flip_tta: bool = False,
+    amp: str | torch.dtype | None = "fp32",
+    amp_dtype: str | torch.dtype | None = None,
+) -> list[np.ndarray]:
+    """List form of :func:`iterate_predictions`: float32 disparities at original resolutions."""
+    return list(iterate_predictions(model, images, batch_size, device, flip_tta, amp, amp_dtype))

@@ -1,0 +1,115 @@
+"""`depth-distill predict`: disparity maps for a file or a folder of images of any size.
+
+For each image, `<stem>.npy` holds float32 disparity at the image's original resolution
+(larger = nearer) and `<stem>.png` a colourised picture of it; sub-folders of the input are
+mirrored in the output so equal file names never collide. Unreadable files are skipped and
+listed at the end; the command fails only when no image could be predicted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from depth_core.data.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image
+from depth_core.device import pick_device
+from depth_core.inference import iterate_predictions
+from depth_core.models import CheckpointError, load_checkpoint
+from depth_core.pseudo_label import resolve_inference_amp
+from depth_core.viz import colorize_disparity
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict", help="predict disparity for an image or a folder of images",
+        description=__doc__.splitlines()[0],
+    )
+    parser.add_argument("--checkpoint", required=True, help="model .safetensors checkpoint")
+    parser.add_argument("--input", required=True, help="an image file or a folder (searched recursively)")
+    parser.add_argument("--output", required=True, help="folder for <stem>.npy and <stem>.png")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--amp", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument("--flip-tta", action="store_true", help="average with the mirrored prediction")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def find_images(source: Path) -> list[Path]:
+    """The file itself, or every visible image file under the folder, sorted."""
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        raise FileNotFoundError(f"--input {source} does not exist")
+    extensions = {e.lower() for e in IMAGE_EXTENSIONS}
+    found = []
+    for root, dirs, files in os.walk(source):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(root) / f for f in files if not f.startswith(".") and Path(f).suffix.lower() in extensions]
+    return sorted(found)
+
+
+def output_stem(path: Path, source: Path, output: Path) -> Path:
+    """output/<relative folder>/<stem>: the input's layout, so a/x.png and b/x.png both survive."""
+    relative = path.relative_to(source).parent if source.is_dir() else Path()
+    return output / relative / path.stem
+
+
+def run(args: argparse.Namespace) -> int:
+    source, output = Path(args.input), Path(args.output)
+    try:
+        paths = find_images(source)
+        device = pick_device(args.device)
+        model, _ = load_checkpoint(args.checkpoint, map_location=device)
+    except (FileNotFoundError, CheckpointError, RuntimeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if not paths:
+        print(f"error: no images found in {source}", file=sys.stderr)
+        return 1
+    if args.batch_size < 1:
+        print("error: --batch-size must be >= 1", file=sys.stderr)
+        return 1
+    amp = resolve_inference_amp(args.amp, device)
+
+    readable: deque[Path] = deque()
+    skipped: list[tuple[Path, str]] = []
+    bar = tqdm(total=len(paths), unit="img", desc="predict", disable=args.quiet)
+
+    def images() -> Iterator[np.ndarray]:
+        for path in paths:
+            try:
+                image = read_image(path)
+            except ImageReadError as exc:
+                skipped.append((path, str(exc)))
+                bar.update(1)
+                continue
+            readable.append(path)
+            yield image
+
+    written = 0
+    for disparity in iterate_predictions(model, images(), batch_size=args.batch_size, device=device,
+                                         flip_tta=args.flip_tta, amp=amp):
+        path = readable.popleft()
+        stem = output_stem(path, source, output)
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        np.save(stem.with_suffix(".npy"), disparity.astype(np.float32, copy=False))
+        Image.fromarray(colorize_disparity(disparity)).save(stem.with_suffix(".png"))
+        written += 1
+        bar.update(1)
+    bar.close()
+
+    print(f"wrote {written} disparity maps (.npy + .png) to {output}")
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable file(s):")
+        for path, reason in skipped:
+            print(f"  {path}: {reason}")
+    return 0 if written else 1

@@ -1,0 +1,188 @@
+"""The schema of params.yaml: every knob of every stage, validated before anything runs.
+
+The pieces come from `depth_core` (render, import, training and voting configs); this module
+only composes them, so a typo such as `teacher.epoch` or `epochs: ten` fails with the dotted
+key named, before a single image is rendered.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from depth_core.data.importers import ImageImportConfig, RGBDImportConfig
+from depth_core.data.render import RenderConfig
+from depth_core.training.config import TrainConfig
+from depth_core.voting.pairs import PairConfig
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LabeledDataParams(StrictModel):
+    """labeled_data: the synthetic renderer by default, or a user's folder of RGB-D pairs."""
+
+    source: Literal["synthetic", "folder"] = "synthetic"
+    n_train: int = Field(2000, ge=1)
+    n_val: int = Field(128, ge=1)
+    shard_size: int = Field(256, ge=1)
+    seed: int = 0
+    render: RenderConfig = Field(default_factory=RenderConfig)
+    folder: RGBDImportConfig | None = None
+    val_fraction: float = Field(0.05, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _folder_needs_config(self):
+        if self.source == "folder" and self.folder is None:
+            raise ValueError("data.labeled.folder must be set when data.labeled.source is 'folder'")
+        return self
+
+
+class UnlabeledDataParams(StrictModel):
+    """unlabeled_images: the photo-like target domain by default, or a user's image folder."""
+
+    source: Literal["target", "folder"] = "target"
+    n_images: int = Field(3000, ge=1)
+    shard_size: int = Field(256, ge=1)
+    seed: int = 1
+    render: RenderConfig = Field(default_factory=lambda: RenderConfig(domain="target"))
+    folder: ImageImportConfig | None = None
+
+    @model_validator(mode="after")
+    def _folder_needs_config(self):
+        if self.source == "folder" and self.folder is None:
+            raise ValueError("data.unlabeled.folder must be set when data.unlabeled.source is 'folder'")
+        return self
+
+
+class TargetEvalParams(StrictModel):
+    """The held-out ground truth of the target domain (or a user's RGB-D folder): evaluation only."""
+
+    source: Literal["target", "folder"] = "target"
+    n_images: int = Field(128, ge=1)
+    seed: int = 2
+    folder: RGBDImportConfig | None = None
+
+    @model_validator(mode="after")
+    def _folder_needs_config(self):
+        if self.source == "folder" and self.folder is None:
+            raise ValueError("data.target_eval.folder must be set when its source is 'folder'")
+        return self
+
+
+class DataParams(StrictModel):
+    labeled: LabeledDataParams = Field(default_factory=LabeledDataParams)
+    unlabeled: UnlabeledDataParams = Field(default_factory=UnlabeledDataParams)
+    target_eval: TargetEvalParams = Field(default_factory=TargetEvalParams)
+
+
+class PseudoLabelParams(StrictModel):
+    batch_size: int = Field(32, ge=1)
+    amp: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    flip_tta: bool = True
+
+
+class AgreementParams(StrictModel):
+    """expert_agreement_report: which checkpoints vote, on which images, with which pairs."""
+
+    experts: list[str] = Field(
+        default_factory=lambda: ["teacher"],
+        description="'teacher', 'student:<name>' or a path to a checkpoint file.",
+    )
+    n_images: int = Field(128, ge=1)
+    report_images: int = Field(6, ge=1)
+    batch_size: int = Field(16, ge=1)
+    pairs: PairConfig = Field(default_factory=PairConfig)
+
+    @model_validator(mode="after")
+    def _at_least_two(self):
+        if len(self.experts) < 2:
+            raise ValueError("agreement.experts needs at least 2 experts")
+        return self
+
+
+class Params(StrictModel):
+    device: str = Field(
+        "auto",
+        description="auto | cpu | cuda | cuda:N: every stage's device unless a training "
+        "config names its own",
+    )
+    data: DataParams = Field(default_factory=DataParams)
+    teacher: TrainConfig
+    pseudo_labels: PseudoLabelParams = Field(default_factory=PseudoLabelParams)
+    students: dict[str, TrainConfig]
+    agreement: AgreementParams
+
+    @model_validator(mode="after")
+    def _experts_exist(self):
+        for expert in self.agreement.experts:
+            if expert.startswith("student:") and expert.split(":", 1)[1] not in self.students:
+                raise ValueError(
+                    f"agreement.experts: {expert!r} names no entry of 'students' "
+                    f"(known: {sorted(self.students)})"
+                )
+        return self
+
+
+class ParamsError(ValueError):
+    """params.yaml is unreadable or does not match the schema; the message names the keys."""
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: {exc.error_count()} invalid parameter(s)"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "<root>"
+        lines.append(f"  {key}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def parse_params(raw: dict[str, Any], source: str = "params") -> Params:
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ParamsError(_format_errors(exc, source)) from None
+
+
+def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Params:
+    """Read and validate params.yaml, applying `key.sub=value` overrides (YAML-typed values)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: parameters file not found") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: top level must be a mapping")
+    for item in overrides or []:
+        apply_override(raw, item)
+    return parse_params(raw, str(path))
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Set `a.b.c=value` in a nested dict; the value is parsed as YAML (`3`, `true`, `[1,2]`)."""
+    if "=" not in item:
+        raise ParamsError(f"override {item!r}: expected KEY=VALUE")
+    key, value = item.split("=", 1)
+    parts = key.strip().split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ParamsError(f"override {item!r}: {part!r} is not a mapping")
+        node = child
+    node[parts[-1]] = yaml.safe_load(value)
+
+
+def params_section(params: Params, dotted: str) -> Any:
+    """The value at a dotted path, JSON-ready (used to log exactly the keys a stage reads)."""
+    node: Any = params.model_dump(mode="json")
+    for part in dotted.split("."):
+        node = node[part]
+    return node

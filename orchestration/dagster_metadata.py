@@ -1,0 +1,61 @@
+"""Turn a StageResult into the metadata people look at in the Dagster UI."""
+
+from __future__ import annotations
+
+import base64
+import math
+from pathlib import Path
+
+import dagster as dg
+
+from orchestration.stages import StageResult
+
+# Metric keys worth a first-class entry; everything else is in the JSON table entry.
+_HEADLINE_PREFIXES = ("val/", "train/", "baseline/", "accuracy", "agreement", "n_", "images_per")
+
+
+def picture_markdown(pictures: dict[str, Path], max_width: int = 720) -> str:
+    """Inline PNGs as data URIs so the pictures show up in the asset's metadata panel."""
+    parts = []
+    for name, path in pictures.items():
+        if not Path(path).exists():
+            continue
+        data = base64.b64encode(Path(path).read_bytes()).decode()
+        parts.append(f"**{name}**\n\n<img src=\"data:image/png;base64,{data}\" "
+                     f"style=\"max-width:{max_width}px\"/>")
+    return "\n\n".join(parts)
+
+
+def mlflow_url(run_id: str, experiment_id: str | None = None) -> str:
+    base = "http://127.0.0.1:5000"
+    if experiment_id:
+        return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{base}/#/runs/{run_id}"
+
+
+def stage_metadata(result: StageResult, dvc_hashes: dict[str, str] | None = None) -> dict:
+    metadata: dict[str, object] = {}
+    for key, value in result.metrics.items():
+        if isinstance(value, bool) or value is None:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            continue
+        if key.startswith(_HEADLINE_PREFIXES) or key in ("stage_seconds", "checkpoint_bytes"):
+            metadata[key] = dg.MetadataValue.float(float(value)) if isinstance(value, float) \
+                else dg.MetadataValue.int(int(value)) if isinstance(value, int) else str(value)
+    metadata["metrics"] = dg.MetadataValue.json(
+        {k: v for k, v in result.metrics.items()
+         if not (isinstance(v, float) and not math.isfinite(v))}
+    )
+    for path in result.outputs:
+        metadata[f"path/{Path(path).name}"] = dg.MetadataValue.path(str(path))
+    if "checkpoint_md5" in result.metrics:
+        metadata["checkpoint_md5"] = str(result.metrics["checkpoint_md5"])
+    if result.mlflow_run_id:
+        metadata["mlflow_run_id"] = result.mlflow_run_id
+        metadata["mlflow_run"] = dg.MetadataValue.url(mlflow_url(result.mlflow_run_id))
+    for out, digest in (dvc_hashes or {}).items():
+        metadata[f"dvc_md5/{out}"] = digest
+    if result.pictures:
+        metadata["pictures"] = dg.MetadataValue.md(picture_markdown(result.pictures))
+    return metadata

@@ -1,0 +1,57 @@
+"""Keep DVC's view in step with stages that Dagster ran in-process.
+
+After a Dagster asset runs a stage on the default lineage, `dvc commit` records the outputs
+in dvc.lock and the cache, exactly as `dvc repro` would have, so `dvc status` stays clean and
+the checkpoint's DVC md5 can be shown in the asset's metadata.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+
+class DvcError(RuntimeError):
+    pass
+
+
+def dvc_executable() -> str | None:
+    """The project's `dvc` (a wrapper next to this interpreter), else the one on PATH."""
+    beside = Path(sys.executable).parent / "dvc"
+    if beside.exists():
+        return str(beside)
+    return shutil.which("dvc")
+
+
+def is_dvc_repo(root: Path) -> bool:
+    return (root / ".dvc").is_dir() and (root / "dvc.yaml").exists()
+
+
+def commit_stage(root: Path, stage: str, timeout: float = 1800) -> dict[str, str]:
+    """`dvc commit --force STAGE`; returns {out path: md5} from dvc.lock."""
+    exe = dvc_executable()
+    if exe is None:
+        raise DvcError("dvc is not installed: run `make setup`")
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    proc = subprocess.run(
+        [exe, "commit", "--force", "--quiet", stage],
+        cwd=root, capture_output=True, text=True, timeout=timeout, env=env,
+    )
+    if proc.returncode != 0:
+        raise DvcError(f"dvc commit {stage} failed:\n{proc.stderr.strip() or proc.stdout.strip()}")
+    return locked_outputs(root, stage)
+
+
+def locked_outputs(root: Path, stage: str) -> dict[str, str]:
+    lock = root / "dvc.lock"
+    if not lock.exists():
+        return {}
+    data = yaml.safe_load(lock.read_text()) or {}
+    entry = (data.get("stages") or {}).get(stage) or {}
+    return {out["path"]: out.get("md5", "") for out in entry.get("outs", [])}

@@ -1,0 +1,451 @@
+"""The lineage steps, each implemented once: params + input paths in, files + metrics out.
+
+`dvc repro` reaches these through `depth-distill stage NAME`; the Dagster assets call them
+directly. Each stage writes to the fixed paths of `orchestration.layout`, records its metrics
+in `metrics/<stage>.json`, and logs training to MLflow through `orchestration.tracking`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from orchestration import layout as L
+from orchestration.config import Params, params_section
+from orchestration.files import md5_file, write_json_atomic
+from orchestration.layout import Layout
+from orchestration.tracking import git_commit, stage_run
+
+STAGE_NAMES = (
+    "labeled_data",
+    "unlabeled_images",
+    "target_eval",
+    "teacher",
+    "pseudo_labels",
+    "student",
+    "agreement",
+)
+
+# The params.yaml keys each stage reads (logged to MLflow; mirrored by dvc.yaml's `params:`).
+STAGE_PARAMS = {
+    "labeled_data": ["data.labeled"],
+    "unlabeled_images": ["data.unlabeled"],
+    "target_eval": ["data.target_eval", "data.unlabeled.render"],
+    "teacher": ["device", "teacher"],
+    "pseudo_labels": ["device", "pseudo_labels"],
+    "agreement": ["device", "agreement"],
+}
+
+
+@dataclass
+class StageContext:
+    """Everything a stage needs besides its params: where to write and how to tag its runs."""
+
+    params: Params
+    layout: Layout
+    runner: str = "cli"
+    pipeline_key: str | None = None
+    experiment: str | None = None
+
+    def __post_init__(self):
+        if self.pipeline_key is None:
+            self.pipeline_key = default_pipeline_key(self.layout.root, self.params)
+
+    @property
+    def tags(self) -> dict[str, str]:
+        tags = {}
+        if self.experiment:
+            tags["experiment"] = self.experiment
+        return tags
+
+
+@dataclass
+class StageResult:
+    stage: str
+    metrics: dict[str, float | int | str | None]
+    outputs: list[Path] = field(default_factory=list)
+    pictures: dict[str, Path] = field(default_factory=dict)
+    mlflow_run_id: str | None = None
+
+
+def default_pipeline_key(root: Path, params: Params) -> str:
+    """Stages of one DVC pipeline execution share this key: git commit + params digest."""
+    digest = hashlib.sha1(params.model_dump_json().encode()).hexdigest()[:12]
+    return f"{(git_commit(root) or 'nogit')[:12]}-{digest}"
+
+
+FINGERPRINT_FILE = ".fingerprint.json"
+
+
+def fingerprint_of(path: Path) -> dict | None:
+    file = Path(path) / FINGERPRINT_FILE
+    return json.loads(file.read_text()) if file.exists() else None
+
+
+def prepare_output(path: Path, fingerprint: dict, upstream: list[Path] = ()) -> None:
+    """Keep a persisted output only if it was made from the same params and inputs.
+
+    Outputs survive an interruption so a re-run resumes (complete shards, the last training
+    checkpoint); when the params or an upstream output changed, the stale directory goes.
+    """
+    full = {"params": fingerprint,
+            "upstream": {str(Path(u).name): fingerprint_of(u) for u in upstream}}
+    path = Path(path)
+    if path.exists() and fingerprint_of(path) != json.loads(json.dumps(full, sort_keys=True)):
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path / FINGERPRINT_FILE, full)
+
+
+def _finish(ctx: StageContext, stage: str, metrics: dict, outputs: list[Path],
+            pictures: dict[str, Path] | None = None, run_id: str | None = None) -> StageResult:
+    metrics = {**metrics, "stage_seconds": round(float(metrics.get("stage_seconds", 0.0)), 2)}
+    write_json_atomic(ctx.layout.metrics_file(stage), metrics)
+    return StageResult(stage, metrics, outputs, pictures or {}, run_id)
+
+
+def _device(params: Params):
+    from depth_core.device import pick_device
+
+    return pick_device(params.device)
+
+
+# --------------------------------------------------------------------------------------------
+# data
+
+
+def _render_dataset(out_dir: Path, render_cfg, n: int, shard_size: int, seed: int,
+                    keep_depth: bool, desc: str) -> dict:
+    from depth_core.data.manifest import write_dataset_metadata
+    from depth_core.data.render import render_shard
+    from depth_core.data.shards import build_sharded
+
+    def make_shard(index: int, start: int, count: int) -> dict:
+        batch = render_shard(render_cfg, seed, index, count)
+        arrays = {"id": batch["id"], "image": batch["image"]}
+        if keep_depth:
+            arrays["depth"] = batch["depth"]
+            arrays["mask"] = batch["mask"]
+        return arrays
+
+    stats = build_sharded(out_dir, n, shard_size, make_shard, desc=desc)
+    write_dataset_metadata(
+        out_dir,
+        params={"source": render_cfg.domain, "seed": seed, "render": render_cfg.model_dump()},
+    )
+    return stats
+
+
+def _preview(dataset_dir: Path, out_png: Path, n: int = 16) -> Path:
+    from depth_core.data.preview import contact_sheet
+
+    contact_sheet(dataset_dir, out_png, n=n)
+    return out_png
+
+
+def _dataset_stats(dataset_dir: Path) -> dict:
+    from depth_core.data.manifest import read_manifest
+
+    manifest = read_manifest(dataset_dir)
+    out = {"n_samples": int(len(manifest))}
+    if "valid_fraction" in manifest:
+        out["valid_fraction"] = float(manifest["valid_fraction"].mean())
+    return out
+
+
+def stage_labeled_data(ctx: StageContext) -> StageResult:
+    cfg = ctx.params.data.labeled
+    train_dir, val_dir = ctx.layout.out(L.LABELED_TRAIN), ctx.layout.out(L.LABELED_VAL)
+    start = time.perf_counter()
+    skipped = 0
+    for out in (train_dir, val_dir):
+        prepare_output(out, cfg.model_dump(mode="json"))
+    if cfg.source == "synthetic":
+        _render_dataset(train_dir, cfg.render, cfg.n_train, cfg.shard_size, cfg.seed, True,
+                        "labeled train")
+        _render_dataset(val_dir, cfg.render, cfg.n_val, cfg.shard_size, cfg.seed + 100_003, True,
+                        "labeled val")
+    else:
+        from depth_core.data.importers import import_rgbd_folder_split
+
+        report = import_rgbd_folder_split(cfg.folder, train_dir, val_dir, cfg.val_fraction,
+                                          seed=cfg.seed)
+        skipped = int(report["n_skipped"])
+    preview = _preview(train_dir, ctx.layout.report_dir("labeled_data") / "preview.png")
+    train, val = _dataset_stats(train_dir), _dataset_stats(val_dir)
+    metrics = {
+        "n_train": train["n_samples"],
+        "n_val": val["n_samples"],
+        "valid_fraction": train.get("valid_fraction"),
+        "n_skipped": skipped,
+        "stage_seconds": time.perf_counter() - start,
+    }
+    return _finish(ctx, "labeled_data", metrics, [train_dir, val_dir], {"preview": preview})
+
+
+def stage_unlabeled_images(ctx: StageContext) -> StageResult:
+    cfg = ctx.params.data.unlabeled
+    out_dir = ctx.layout.out(L.UNLABELED)
+    start = time.perf_counter()
+    skipped = 0
+    prepare_output(out_dir, cfg.model_dump(mode="json"))
+    if cfg.source == "target":
+        _render_dataset(out_dir, cfg.render, cfg.n_images, cfg.shard_size, cfg.seed, False,
+                        "unlabeled")
+    else:
+        from depth_core.data.importers import import_image_folder
+
+        report = import_image_folder(cfg.folder, out_dir)
+        skipped = int(report["n_skipped"])
+    preview = _preview(out_dir, ctx.layout.report_dir("unlabeled_images") / "preview.png")
+    metrics = {
+        "n_images": _dataset_stats(out_dir)["n_samples"],
+        "n_skipped": skipped,
+        "stage_seconds": time.perf_counter() - start,
+    }
+    return _finish(ctx, "unlabeled_images", metrics, [out_dir], {"preview": preview})
+
+
+def stage_target_eval(ctx: StageContext) -> StageResult:
+    cfg = ctx.params.data.target_eval
+    out_dir = ctx.layout.out(L.TARGET_EVAL)
+    start = time.perf_counter()
+    skipped = 0
+    render = ctx.params.data.unlabeled.render
+    prepare_output(out_dir, {"target_eval": cfg.model_dump(mode="json"),
+                             "render": render.model_dump(mode="json"),
+                             "shard_size": ctx.params.data.unlabeled.shard_size})
+    if cfg.source == "target":
+        _render_dataset(out_dir, render, cfg.n_images, ctx.params.data.unlabeled.shard_size,
+                        cfg.seed + 200_003, True, "target eval")
+    else:
+        from depth_core.data.importers import import_rgbd_folder
+
+        report = import_rgbd_folder(cfg.folder, out_dir)
+        skipped = int(report["n_skipped"])
+    preview = _preview(out_dir, ctx.layout.report_dir("target_eval") / "preview.png")
+    stats = _dataset_stats(out_dir)
+    metrics = {
+        "n_images": stats["n_samples"],
+        "valid_fraction": stats.get("valid_fraction"),
+        "n_skipped": skipped,
+        "stage_seconds": time.perf_counter() - start,
+    }
+    return _finish(ctx, "target_eval", metrics, [out_dir], {"preview": preview})
+
+
+# --------------------------------------------------------------------------------------------
+# training
+
+
+def _val_sets(ctx: StageContext) -> dict[str, Path]:
+    return {"synthetic": ctx.layout.inp(L.LABELED_VAL), "target": ctx.layout.inp(L.TARGET_EVAL)}
+
+
+def _baseline_metrics(ctx: StageContext) -> dict[str, float]:
+    """The trivial 'lower in the image is nearer' prior, evaluated like a model."""
+    from depth_core.evaluation import evaluate_row_prior
+
+    out = {}
+    for name, path in _val_sets(ctx).items():
+        for key, value in evaluate_row_prior(path).items():
+            out[f"baseline/{name}/{key}"] = value
+    return out
+
+
+def _train_stage(ctx: StageContext, stage: str, role: str, cfg, out_rel: str,
+                 pseudo: list[tuple[Path, Path]] | None, param_keys: list[str],
+                 run_name: str) -> StageResult:
+    from depth_core.training import train
+
+    out_dir = ctx.layout.out(out_rel)
+    if cfg.device == "auto":
+        cfg = cfg.model_copy(update={"device": ctx.params.device})
+    upstream = [ctx.layout.inp(L.LABELED_TRAIN), *(p for pair in (pseudo or []) for p in pair)]
+    prepare_output(out_dir, cfg.model_dump(mode="json"), upstream)
+    report_dir = ctx.layout.report_dir(stage)
+    logged_params = {}
+    for key in param_keys:
+        section = params_section(ctx.params, key)
+        logged_params.update(_flatten(section, key) if isinstance(section, dict) else {key: section})
+    start = time.perf_counter()
+    with stage_run(ctx.layout.root if not ctx.layout.is_experiment else ctx.layout.fallback,
+                   stage, role, ctx.pipeline_key, ctx.runner, logged_params,
+                   ctx.tags, run_name) as run:
+        result = train(
+            cfg,
+            out_dir=out_dir,
+            labeled_dirs=[ctx.layout.inp(L.LABELED_TRAIN)],
+            val_sets=_val_sets(ctx),
+            pseudo=pseudo,
+            log=run.log_metrics,
+            resume=True,
+        )
+        metrics = dict(result.metrics)
+        metrics.update(_baseline_metrics(ctx))
+        metrics["stage_seconds"] = time.perf_counter() - start
+        checkpoint = out_dir / L.CHECKPOINT_FILE
+        metrics["checkpoint_bytes"] = checkpoint.stat().st_size
+        metrics["checkpoint_md5"] = md5_file(checkpoint)
+        run.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+        pictures = _publish_training_pictures(out_dir, report_dir)
+        for picture in pictures.values():
+            run.log_artifact(picture, "pictures")
+        run.log_artifact(report_dir / "history.json")
+        metrics["mlflow_run_id"] = run.run_id
+    return _finish(ctx, stage, metrics, [out_dir], pictures, run.run_id)
+
+
+def _publish_training_pictures(out_dir: Path, report_dir: Path) -> dict[str, Path]:
+    """Copy history and pictures next to the metrics (DVC plots, not cached with the model)."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    pictures = {}
+    for name in ("history.json", "loss_curve.png", "val_metrics.png", "samples.png"):
+        src = out_dir / name
+        if src.exists():
+            dst = report_dir / name
+            shutil.copyfile(src, dst)
+            if name.endswith(".png"):
+                pictures[name[:-4]] = dst
+    return pictures
+
+
+def _flatten(value: dict, prefix: str) -> dict:
+    flat = {}
+    for key, item in value.items():
+        name = f"{prefix}.{key}"
+        if isinstance(item, dict):
+            flat.update(_flatten(item, name))
+        else:
+            flat[name] = item
+    return flat
+
+
+def stage_teacher(ctx: StageContext) -> StageResult:
+    return _train_stage(ctx, "teacher", "teacher", ctx.params.teacher, L.TEACHER, None,
+                        STAGE_PARAMS["teacher"], "teacher")
+
+
+def stage_pseudo_labels(ctx: StageContext) -> StageResult:
+    from depth_core.pseudo_label import generate_pseudo_labels
+
+    cfg = ctx.params.pseudo_labels
+    out_dir = ctx.layout.out(L.PSEUDO_LABELS)
+    prepare_output(out_dir, cfg.model_dump(mode="json"),
+                   [ctx.layout.inp(L.TEACHER), ctx.layout.inp(L.UNLABELED)])
+    start = time.perf_counter()
+    stats = generate_pseudo_labels(
+        checkpoint=ctx.layout.inp(L.TEACHER) / L.CHECKPOINT_FILE,
+        unlabeled_dir=ctx.layout.inp(L.UNLABELED),
+        out_dir=out_dir,
+        batch_size=cfg.batch_size,
+        device=_device(ctx.params),
+        amp=cfg.amp,
+        flip_tta=cfg.flip_tta,
+    )
+    preview = _preview(out_dir, ctx.layout.report_dir("pseudo_labels") / "preview.png")
+    metrics = {**stats, "stage_seconds": time.perf_counter() - start}
+    return _finish(ctx, "pseudo_labels", metrics, [out_dir], {"preview": preview})
+
+
+def stage_student(ctx: StageContext, name: str) -> StageResult:
+    if name not in ctx.params.students:
+        raise KeyError(f"students.{name}: no such student in params (known: "
+                       f"{sorted(ctx.params.students)})")
+    pseudo = [(ctx.layout.inp(L.UNLABELED), ctx.layout.inp(L.PSEUDO_LABELS))]
+    return _train_stage(ctx, f"student_{name}", "student", ctx.params.students[name],
+                        ctx.layout.student(name), pseudo, ["device", f"students.{name}"],
+                        f"student {name}")
+
+
+# --------------------------------------------------------------------------------------------
+# agreement
+
+
+def expert_checkpoints(ctx: StageContext) -> dict[str, Path]:
+    """Resolve `agreement.experts` entries to checkpoint files, keyed by display name."""
+    experts = {}
+    for entry in ctx.params.agreement.experts:
+        if entry == "teacher":
+            experts["teacher"] = ctx.layout.inp(L.TEACHER) / L.CHECKPOINT_FILE
+        elif entry.startswith("student:"):
+            name = entry.split(":", 1)[1]
+            experts[f"student_{name}"] = ctx.layout.inp(ctx.layout.student(name)) / L.CHECKPOINT_FILE
+        else:
+            path = Path(entry)
+            experts[path.stem] = path if path.is_absolute() else ctx.layout.root / path
+    for name, path in experts.items():
+        if not path.exists():
+            raise FileNotFoundError(f"agreement expert {name!r}: checkpoint {path} does not exist")
+    return experts
+
+
+def stage_agreement(ctx: StageContext) -> StageResult:
+    from depth_core.data.dataset import load_arrays
+    from depth_core.inference import predict_disparity
+    from depth_core.models import load_checkpoint
+    from depth_core.voting.agreement import run_agreement
+
+    cfg = ctx.params.agreement
+    out_dir = ctx.layout.out(L.AGREEMENT)
+    start = time.perf_counter()
+    eval_dir = ctx.layout.inp(L.TARGET_EVAL)
+    arrays = load_arrays(eval_dir, limit=cfg.n_images)
+    images = list(arrays["image"])
+    device = _device(ctx.params)
+    predictions = {}
+    for name, path in expert_checkpoints(ctx).items():
+        model, _ = load_checkpoint(path, map_location=device)
+        predictions[name] = predict_disparity(model, images, batch_size=cfg.batch_size,
+                                              device=device)
+    metrics = run_agreement(
+        predictions,
+        images,
+        [str(i) for i in arrays["id"]],
+        out_dir,
+        cfg.pairs,
+        gt_depth=list(arrays["depth"]),
+        gt_mask=list(arrays["mask"]),
+        report_images=cfg.report_images,
+    )
+    metrics = {**metrics, "stage_seconds": time.perf_counter() - start}
+    with stage_run(ctx.layout.root if not ctx.layout.is_experiment else ctx.layout.fallback,
+                   "agreement", "report", ctx.pipeline_key, ctx.runner,
+                   _flatten(params_section(ctx.params, "agreement"), "agreement"),
+                   ctx.tags, "expert agreement") as run:
+        run.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+        run.log_artifact(out_dir, "agreement_report")
+        metrics["mlflow_run_id"] = run.run_id
+    pictures = {p.stem: p for p in sorted(out_dir.glob("*.png"))}
+    return _finish(ctx, "agreement", metrics, [out_dir], pictures, run.run_id)
+
+
+STAGE_FUNCTIONS: dict[str, Callable[..., StageResult]] = {
+    "labeled_data": stage_labeled_data,
+    "unlabeled_images": stage_unlabeled_images,
+    "target_eval": stage_target_eval,
+    "teacher": stage_teacher,
+    "pseudo_labels": stage_pseudo_labels,
+    "student": stage_student,
+    "agreement": stage_agreement,
+}
+
+
+def run_stage(name: str, ctx: StageContext, student: str | None = None) -> StageResult:
+    if name not in STAGE_FUNCTIONS:
+        raise KeyError(f"unknown stage {name!r}; stages: {', '.join(STAGE_NAMES)}")
+    if name == "student":
+        if not student:
+            raise ValueError("stage 'student' needs a student name (--name)")
+        return stage_student(ctx, student)
+    return STAGE_FUNCTIONS[name](ctx)
+
+
+def read_metrics(layout: Layout, stage: str) -> dict:
+    path = layout.metrics_file(stage)
+    return json.loads(path.read_text()) if path.exists() else {}

@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+import torch
+
+from depth_core.inference import inference_size, iterate_predictions, predict_disparity
+from depth_core.models.depth_model import build_model
+
+TINY_VIT = {
+    "backbone": "vit_tiny_patch16_224",
+    "features": 16,
+    "img_size": 32,
+    "backbone_kwargs": {"depth": 4, "embed_dim": 48, "num_heads": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_model(TINY_VIT)
+
+
+def _images(sizes, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in sizes]
+
+
+def test_inference_size_keeps_aspect_and_rounds_to_the_stride():
+    assert inference_size(480, 640, 128, (16, 16)) == (96, 128)
+    assert inference_size(640, 480, 128, (16, 16)) == (128, 96)
+    assert inference_size(100, 72, 32, (16, 16)) == (32, 16)
+    assert inference_size(10, 1000, 64, (8, 8)) == (8, 64)  # never below one stride
+    assert inference_size(7, 9, 128, (32, 32)) == (96, 128)  # small images are upsampled
+
+
+def test_predictions_come_back_at_original_sizes_in_order(model):
+    sizes = [(50, 37), (37, 50), (50, 37), (21, 64), (50, 37)]
+    images = _images(sizes)
+    disparities = predict_disparity(model, images, batch_size=2)
+    assert [d.shape for d in disparities] == sizes
+    assert all(
+        d.dtype == np.float32 and (d >= 0).all() and np.isfinite(d).all() for d in disparities
+    )
+    # Batch composition does not change a prediction.
+    singles = predict_disparity(model, images, batch_size=1)
+    for batched, single in zip(disparities, singles):
+        np.testing.assert_allclose(batched, single, rtol=1e-4, atol=1e-5)
+    # Different images give different maps.
+    assert not np.allclose(disparities[0], disparities[2])
+
+
+def test_prediction_matches_running_the_model_at_inference_size(model):
+    image = _images([(32, 32)])[0]  # already at img_size: no resizing either way
+    expected = model.eval()(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255)[0]
+    np.testing.assert_allclose(
+        predict_disparity(model, [image])[0], expected.detach().numpy(), rtol=1e-5
+    )
+
+
+def test_flip_tta_of_a_mirror_symmetric_image_is_mirror_symmetric(model):
+    half = _images([(40, 28)], seed=3)[0]
+    image = np.concatenate([half, half[:, ::-1]], axis=1)  # 40 x 56, symmetric about the centre
+    plain = predict_disparity(model, [image])[0]
+    tta = predict_disparity(model, [image], flip_tta=True)[0]
+    assert not np.allclose(plain, plain[:, ::-1], atol=1e-4), "the model alone is not symmetric"
+    np.testing.assert_allclose(tta, tta[:, ::-1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(tta, 0.5 * (plain + plain[:, ::-1]), rtol=1e-4, atol=1e-6)
+
+
+def test_streaming_restores_training_mode_and_accepts_generators(model):
+    model.train()
+    images = _images([(30, 40)] * 3)
+    stream = iterate_predictions(model, (im for im in images), batch_size=2, amp="bf16")
+    first = next(stream)
+    assert first.shape == (30, 40) and first.dtype == np.float32
+    assert not model.training
+    assert len(list(stream)) == 2
+    assert model.training
+
+
+def test_bad_images_are_named_by_index(model):
+    images = _images([(20, 20), (20, 20)])
+    images[1] = images[1].astype(np.float32)
+    with pytest.raises(ValueError, match=r"images\[1\].*uint8"):
+        predict_disparity(model, images)
+    with pytest.raises(ValueError, match="batch_size"):
+        predict_disparity(model, images[:1], batch_size=0)

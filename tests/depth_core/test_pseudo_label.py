@@ -1,0 +1,126 @@
+"""Pseudo-labelling: one float16 shard per unlabeled shard, resumable, splittable, flip TTA."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from depth_core.data.dataset import PseudoLabelDataset
+from depth_core.data.manifest import finalize_dataset, is_dataset_complete
+from depth_core.data.shards import list_shards, read_shard, shard_path, write_shard
+from depth_core.inference import predict_disparity
+from depth_core.models import ModelConfig, build_model, save_checkpoint
+from depth_core.pseudo_label import generate_pseudo_labels
+
+TINY_VIT = dict(backbone="vit_tiny_patch16_224", features=16, img_size=32,
+                backbone_kwargs=dict(depth=4, embed_dim=48, num_heads=2))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pseudo")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
+    unlabeled = root / "unlabeled"
+    for k, start in enumerate(range(0, 10, 4)):
+        write_shard(shard_path(unlabeled, k), {"id": np.array([f"u{i}" for i in range(start, min(10, start + 4))]),
+                                               "image": images[start:start + 4]})
+    finalize_dataset(unlabeled)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(**TINY_VIT))
+    checkpoint = save_checkpoint(root / "teacher.safetensors", model)
+    return {"root": root, "unlabeled": unlabeled, "checkpoint": checkpoint, "images": images, "model": model}
+
+
+def _run(setup, out, **kwargs):
+    values = dict(batch_size=3, device="cpu", amp="fp32", flip_tta=False, progress=False)
+    values.update(kwargs)
+    return generate_pseudo_labels(setup["checkpoint"], setup["unlabeled"], out, **values)
+
+
+def test_one_float16_shard_per_unlabeled_shard(setup, tmp_path):
+    stats = _run(setup, tmp_path / "p")
+    assert stats["n_images"] == 10 and stats["n_shards_written"] == 3 and stats["nan_count"] == 0
+    assert stats["complete"] == 1 and stats["images_per_second"] > 0
+    shards = list_shards(tmp_path / "p")
+    assert [p.name for p in shards] == ["shard-000000.npz", "shard-000001.npz", "shard-000002.npz"]
+    labels = [read_shard(p) for p in shards]
+    assert all(set(x) == {"id", "disparity"} and x["disparity"].dtype == np.float16 for x in labels)
+    ids = np.concatenate([x["id"] for x in labels])
+    assert list(ids) == [f"u{i}" for i in range(10)]
+    disparity = np.concatenate([x["disparity"] for x in labels]).astype(np.float32)
+    expected = np.stack(predict_disparity(setup["model"], list(setup["images"]), batch_size=4))
+    np.testing.assert_allclose(disparity, expected, rtol=2e-3, atol=1e-3)
+    stream = PseudoLabelDataset(setup["unlabeled"], tmp_path / "p", shuffle=False)
+    first = next(iter(stream))
+    assert first["pseudo"] and first["id"] == "u0" and first["disparity"].shape == (32, 32)
+
+
+def test_rerun_skips_done_shards_and_redoes_missing_ones(setup, tmp_path):
+    out = tmp_path / "p"
+    _run(setup, out)
+    again = _run(setup, out)
+    assert again["n_shards_written"] == 0 and again["n_shards_skipped"] == 3 and again["n_images"] == 0
+    shard_path(out, 1).unlink()
+    (out / "shards" / ".shard-000001.npz.123.dead.tmp").write_bytes(b"half a shard")
+    redo = _run(setup, out)
+    assert redo["n_shards_written"] == 1 and redo["n_images"] == 4
+    assert not list((out / "shards").glob(".*tmp"))
+    # a shard that labels other images (the unlabeled set changed) is redone as well
+    write_shard(shard_path(out, 2), {"id": np.array(["x", "y"]), "disparity": np.zeros((2, 32, 32), np.float16)})
+    assert _run(setup, out)["n_shards_written"] == 1
+    assert list(read_shard(shard_path(out, 2))["id"]) == ["u8", "u9"]
+
+
+def test_shard_subsets_for_parallel_workers(setup, tmp_path):
+    out = tmp_path / "p"
+    first = _run(setup, out, shard_indices=[0, 2])
+    assert first["n_shards_written"] == 2 and first["complete"] == 0
+    assert not is_dataset_complete(out)
+    second = _run(setup, out, shard_indices=[1])
+    assert second["n_shards_written"] == 1 and second["complete"] == 1
+    assert is_dataset_complete(out)
+    with pytest.raises(ValueError, match="shard_indices"):
+        _run(setup, out, shard_indices=[7])
+
+
+def test_flip_tta_averages_the_mirrored_prediction(setup, tmp_path):
+    _run(setup, tmp_path / "tta", flip_tta=True, shard_indices=[0])
+    got = read_shard(shard_path(tmp_path / "tta", 0))["disparity"].astype(np.float32)
+    model, images = setup["model"], setup["images"][:4]
+    with torch.inference_mode():
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+        expected = 0.5 * (model(x) + model(x.flip(-1)).flip(-1))
+    np.testing.assert_allclose(got, expected.numpy(), rtol=2e-3, atol=1e-3)
+    plain = read_shard(shard_path(_run_dir(setup, tmp_path), 0))["disparity"].astype(np.float32)
+    assert np.abs(got - plain).max() > 1e-3
+
+
+def _run_dir(setup, tmp_path):
+    out = tmp_path / "plain"
+    _run(setup, out, shard_indices=[0])
+    return out
+
+
+def test_bf16_labels_close_to_fp32(setup, tmp_path):
+    _run(setup, tmp_path / "fp32", shard_indices=[0])
+    stats = _run(setup, tmp_path / "bf16", shard_indices=[0], amp="bf16")
+    assert stats["bf16"] == 1.0
+    a = read_shard(shard_path(tmp_path / "fp32", 0))["disparity"].astype(np.float32)
+    b = read_shard(shard_path(tmp_path / "bf16", 0))["disparity"].astype(np.float32)
+    assert np.abs(a - b).max() < 0.05 * np.abs(a).max()
+
+
+def test_incomplete_unlabeled_set_is_refused(setup, tmp_path):
+    write_shard(shard_path(tmp_path / "raw", 0), {"id": np.array(["a"]), "image": np.zeros((1, 8, 8, 3), np.uint8)})
+    with pytest.raises(FileNotFoundError, match="summary.json"):
+        generate_pseudo_labels(setup["checkpoint"], tmp_path / "raw", tmp_path / "p", device="cpu")

@@ -1,0 +1,44 @@
+"""Subprocess entry point for the resume and DDP tests: `python run_training.py SPEC.json`.
+
+SPEC holds the TrainConfig, the data paths, `sleep` (seconds the log callback waits per step,
+so a test can kill the run mid-way) and `report` (a JSON file each rank writes its parameter
+checksum to).
+"""
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from depth_core.training import TrainConfig, train
+from depth_core.training.distributed import parameter_checksum
+
+
+def main(spec_path: str) -> None:
+    spec = json.loads(Path(spec_path).read_text())
+    torch.set_num_threads(1)
+
+    def log(metrics, step):
+        if spec.get("sleep"):
+            time.sleep(spec["sleep"])
+
+    result = train(
+        TrainConfig.model_validate(spec["config"]),
+        out_dir=Path(spec["out_dir"]),
+        labeled_dirs=[Path(spec["labeled"])],
+        val_sets={"val": Path(spec["val"])},
+        pseudo=[tuple(spec["pseudo"])] if spec.get("pseudo") else None,
+        log=log,
+    )
+    if spec.get("report"):
+        rank = int(os.environ.get("RANK", "0"))
+        report = Path(spec["report"]).with_suffix(f".rank{rank}.json")
+        report.write_text(json.dumps({"checksum": parameter_checksum(result.model).tolist(),
+                                      "metrics": result.metrics}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

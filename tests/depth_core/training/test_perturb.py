@@ -1,0 +1,133 @@
+"""Strong perturbations: per-image, batched, deterministic, and CutMix losses per region."""
+
+from __future__ import annotations
+
+import torch
+
+from depth_core.losses import depth_loss
+from depth_core.training.config import PerturbConfig
+from depth_core.training.perturb import (
+    color_jitter,
+    cutmix_boxes,
+    gaussian_blur,
+    perturb_pseudo_batch,
+    region_weighted_loss,
+)
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def _images(n=6, h=32, w=40, seed=0):
+    return torch.rand(n, 3, h, w, generator=_gen(seed))
+
+
+def test_jitter_is_per_image_and_in_range():
+    images = _images()
+    config = PerturbConfig(jitter_p=0.5)
+    out = color_jitter(images, config, _gen(1))
+    assert out.shape == images.shape and out.min() >= 0 and out.max() <= 1
+    changed = (out - images).abs().flatten(1).amax(1) > 1e-6
+    assert 0 < changed.sum() < len(images)  # p=0.5 over 6 images with this seed: some, not all
+
+
+def test_jitter_p0_is_identity_and_p1_changes_all():
+    images = _images()
+    assert torch.allclose(color_jitter(images, PerturbConfig(jitter_p=0.0), _gen()), images, atol=1e-6)
+    out = color_jitter(images, PerturbConfig(jitter_p=1.0), _gen())
+    assert ((out - images).abs().flatten(1).amax(1) > 1e-3).all()
+
+
+def test_blur_keeps_mean_and_lowers_variation():
+    images = _images()
+    out = gaussian_blur(images, PerturbConfig(blur_p=1.0, blur_sigma=(1.5, 2.0)), _gen())
+    assert out.shape == images.shape
+    assert torch.allclose(out.mean(dim=(2, 3)), images.mean(dim=(2, 3)), atol=0.02)
+    tv = lambda x: (x[..., 1:] - x[..., :-1]).abs().mean(dim=(1, 2, 3))  # noqa: E731
+    assert (tv(out) < 0.5 * tv(images)).all()
+    same = gaussian_blur(images, PerturbConfig(blur_p=0.0), _gen())
+    assert torch.equal(same, images)
+
+
+def test_blur_matches_a_single_image_reference():
+    image = _images(n=1)
+    config = PerturbConfig(blur_p=1.0, blur_sigma=(1.0, 1.0))
+    out = gaussian_blur(image, config, _gen())
+    x = torch.arange(-3, 4, dtype=torch.float32)
+    k = torch.exp(-0.5 * x**2)
+    k = k / k.sum()
+    ref = torch.nn.functional.pad(image, (3, 3, 3, 3), mode="reflect")
+    ref = torch.nn.functional.conv2d(ref, (k[:, None] * k[None, :]).expand(3, 1, 7, 7), groups=3)
+    # The separable kernel radius is ceil(3 * sigma_max) = 3 here.
+    assert torch.allclose(out, ref, atol=1e-5)
+
+
+def test_cutmix_boxes_area_and_probability():
+    boxes = cutmix_boxes(400, 32, 32, PerturbConfig(cutmix_p=0.5, cutmix_area=(0.1, 0.2)), _gen())
+    used = boxes.flatten(1).any(1)
+    assert 0.4 < used.float().mean() < 0.6
+    frac = boxes[used].flatten(1).float().mean(1)
+    assert frac.min() >= 0.07 and frac.max() <= 0.25
+    # each box is one axis-aligned rectangle: its rows and columns span a full block
+    b = boxes[used][0]
+    rows, cols = b.any(1).nonzero().flatten(), b.any(0).nonzero().flatten()
+    assert b[rows.min():rows.max() + 1, cols.min():cols.max() + 1].all()
+    assert b.sum() == len(rows) * len(cols)
+
+
+def test_pseudo_batch_pastes_partner_content_consistently():
+    images = _images(n=4)
+    target = torch.rand(4, 32, 40, generator=_gen(3))
+    mask = torch.ones(4, 32, 40, dtype=torch.bool)
+    config = PerturbConfig(jitter_p=0.0, blur_p=0.0, cutmix_p=1.0)
+    batch = perturb_pseudo_batch(images, target, mask, config, _gen())
+    assert batch.pasted.flatten(1).any(1).all()
+    for i in range(4):
+        j = (i + 1) % 4
+        inside = batch.pasted[i]
+        assert torch.equal(batch.target[i][inside], target[j][inside])
+        assert torch.equal(batch.image[i][:, inside], images[j][:, inside])
+        assert torch.equal(batch.image[i][:, ~inside], images[i][:, ~inside])
+
+
+def test_perturbation_is_deterministic_under_a_seed():
+    images, target = _images(n=4), torch.rand(4, 32, 40)
+    mask = torch.ones_like(target, dtype=torch.bool)
+    a = perturb_pseudo_batch(images, target, mask, PerturbConfig(), _gen(7))
+    b = perturb_pseudo_batch(images, target, mask, PerturbConfig(), _gen(7))
+    assert torch.equal(a.image, b.image) and torch.equal(a.pasted, b.pasted)
+    off = perturb_pseudo_batch(images, target, mask, PerturbConfig(enabled=False), _gen(7))
+    assert torch.equal(off.image, images) and not off.pasted.any()
+
+
+def _loss(pred, target, mask):
+    return depth_loss(pred, target, mask, return_parts=True)
+
+
+def test_region_loss_aligns_each_region_separately():
+    # Target: two scenes with different affine maps of the same prediction. One joint alignment
+    # cannot fit both; separate alignment fits each exactly -> zero loss.
+    pred = torch.rand(2, 16, 16, generator=_gen(1)) + 0.1
+    pasted = torch.zeros(2, 16, 16, dtype=torch.bool)
+    pasted[:, 4:10, 3:12] = True
+    target = torch.where(pasted, 5.0 * pred + 2.0, 0.5 * pred + 0.1)
+    mask = torch.ones_like(pasted)
+    joint, _ = _loss(pred, target, mask)
+    separate, parts = region_weighted_loss(_loss, pred, target, mask, pasted)
+    assert joint > 1e-2
+    assert separate < 1e-6 and parts["ssi"] < 1e-6
+
+
+def test_region_loss_is_area_weighted():
+    pred = torch.rand(1, 16, 16, generator=_gen(2)) + 0.1
+    target = torch.rand(1, 16, 16, generator=_gen(3))
+    pasted = torch.zeros(1, 16, 16, dtype=torch.bool)
+    pasted[:, :4] = True  # a quarter of the pixels
+    mask = torch.ones_like(pasted)
+    total, _ = region_weighted_loss(_loss, pred, target, mask, pasted)
+    own, _ = _loss(pred, target, mask & ~pasted)
+    other, _ = _loss(pred, target, mask & pasted)
+    assert torch.allclose(total, 0.75 * own + 0.25 * other)
+    none, _ = region_weighted_loss(_loss, pred, target, mask, torch.zeros_like(pasted))
+    assert torch.allclose(none, _loss(pred, target, mask)[0])

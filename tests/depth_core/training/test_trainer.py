@@ -1,0 +1,134 @@
+"""The training loop: teacher and student runs, batch losses, perturbation placement, files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from depth_core.losses import depth_loss
+from depth_core.models import load_checkpoint
+from depth_core.training import TrainConfig, train
+from depth_core.training.config import LossConfig
+from depth_core.training.trainer import batch_loss, train_step
+
+METRIC_NAMES = ("abs_rel", "delta1", "pair_accuracy", "inverted_fraction", "n_images")
+
+
+def _config(tiny_vit, **overrides):
+    values = dict(model=tiny_vit, epochs=2, batch_size=4, precision="fp32", checkpoint_every=5,
+                  optim={"warmup_steps": 2, "lr": 5e-4}, n_samples=2)
+    values.update(overrides)
+    return TrainConfig.model_validate(values)
+
+
+def test_teacher_run_writes_everything_and_logs(tiny_data, tiny_vit, tmp_path):
+    logged = []
+    result = train(_config(tiny_vit), tmp_path / "teacher", [tiny_data["labeled"]],
+                   {"val": tiny_data["val"]}, log=lambda m, s: logged.append((s, dict(m))))
+    out = tmp_path / "teacher"
+    for name in ("model.safetensors", "history.json", "loss_curve.png", "val_metrics.png", "samples.png"):
+        assert (out / name).is_file(), name
+    assert (out / "checkpoints" / "train_state.pt").is_file()
+    # 24 samples / batch 4 = 6 steps per epoch
+    assert result.metrics["train/steps"] == 12 and len(result.history) == 2
+    for name in METRIC_NAMES:
+        assert f"val/val/{name}" in result.metrics
+    assert result.metrics["val/val/n_images"] == 6
+    step_logs = [m for s, m in logged if "train/lr" in m]
+    assert [s for s, m in logged if "train/lr" in m] == list(range(1, 13))
+    assert {"train/loss", "train/ssi", "train/gradient", "train/lr"} <= set(step_logs[0])
+    assert step_logs[0]["train/lr"] < step_logs[2]["train/lr"]  # warm-up
+    assert sum("val/val/abs_rel" in m for _, m in logged) == 2  # once per epoch
+    history = json.loads((out / "history.json").read_text())
+    assert len(history["epochs"]) == 2 and len(history["steps"]) == 12
+    model, metadata = load_checkpoint(result.checkpoint)
+    assert metadata["metrics"]["train/steps"] == 12
+    trained = result.model.state_dict()
+    assert all(torch.equal(value, trained[name]) for name, value in model.state_dict().items())
+
+
+def test_student_mixes_batches_and_has_the_teachers_keys(tiny_data, tiny_vit, tmp_path):
+    teacher = train(_config(tiny_vit, epochs=1, n_samples=0), tmp_path / "t", [tiny_data["labeled"]],
+                    {"val": tiny_data["val"]})
+    student = train(_config(tiny_vit, epochs=1, n_samples=0), tmp_path / "s", [tiny_data["labeled"]],
+                    {"val": tiny_data["val"]}, pseudo=[(tiny_data["unlabeled"], tiny_data["pseudo"])])
+    assert set(student.metrics) == set(teacher.metrics)
+    # V1 1:2 -> an epoch is one pass over 24 pseudo + 12 labeled samples = 9 batches of 4
+    assert student.metrics["train/steps"] == 9
+    v2 = train(_config(tiny_vit, epochs=1, n_samples=0, mix={"labeled": 0, "pseudo": 1}), tmp_path / "v2",
+               [tiny_data["labeled"]], {"val": tiny_data["val"]},
+               pseudo=[(tiny_data["unlabeled"], tiny_data["pseudo"])])
+    assert v2.metrics["train/steps"] == 6  # pseudo-labels only
+
+
+def test_training_reduces_the_loss(tiny_data, tiny_vit, tmp_path):
+    result = train(_config(tiny_vit, epochs=3, n_samples=0), tmp_path / "t", [tiny_data["labeled"]],
+                   {"val": tiny_data["val"]})
+    losses = [row["train/loss"] for row in result.history]
+    assert losses[-1] < 0.7 * losses[0]
+    assert result.metrics["val/val/inverted_fraction"] == 0.0
+
+
+def test_changed_config_starts_afresh(tiny_data, tiny_vit, tmp_path):
+    config = _config(tiny_vit, epochs=1, n_samples=0)
+    train(config, tmp_path / "t", [tiny_data["labeled"]], {"val": tiny_data["val"]})
+    logged = []
+    train(_config(tiny_vit, epochs=1, n_samples=0, seed=3), tmp_path / "t", [tiny_data["labeled"]],
+          {"val": tiny_data["val"]}, log=lambda m, s: logged.append(s))
+    assert logged[0] == 1  # retrained from step 1, not resumed at the end
+
+
+def test_bad_inputs_name_the_problem(tiny_data, tiny_vit, tmp_path):
+    with pytest.raises(FileNotFoundError, match="val_sets"):
+        train(_config(tiny_vit), tmp_path / "x", [tiny_data["labeled"]], {"val": tmp_path / "missing"})
+    with pytest.raises(ValueError, match="batch_size"):
+        train(_config(tiny_vit, batch_size=64), tmp_path / "y", [tiny_data["labeled"]], {"val": tiny_data["val"]})
+
+
+def test_batch_loss_trims_only_pseudo_samples():
+    g = torch.Generator().manual_seed(0)
+    pred = torch.rand(4, 16, 16, generator=g) + 0.1
+    target = torch.rand(4, 16, 16, generator=g)
+    mask = torch.ones(4, 16, 16, dtype=torch.bool)
+    pasted = torch.zeros_like(mask)
+    pseudo = torch.tensor([False, False, True, True])
+    config = LossConfig(pseudo_trim=0.2, labeled_trim=0.0)
+    total, _ = batch_loss(pred, target, mask, pseudo, pasted, config)
+    labeled = depth_loss(pred[:2], target[:2], mask[:2], trim=0.0)
+    trimmed = depth_loss(pred[2:], target[2:], mask[2:], trim=0.2)
+    assert torch.allclose(total, 0.5 * labeled + 0.5 * trimmed)
+    untrimmed = depth_loss(pred[2:], target[2:], mask[2:], trim=0.0)
+    assert trimmed < untrimmed
+    teacher, _ = batch_loss(pred, target, mask, torch.zeros(4, dtype=torch.bool), pasted, config)
+    assert torch.allclose(teacher, depth_loss(pred, target, mask))
+
+
+class _Recorder(nn.Module):
+    """Predicts a learnable constant-plus-image map and remembers its input."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Conv2d(3, 1, 1)
+        self.head = nn.Identity()
+        self.seen = None
+
+    def forward(self, image):
+        self.seen = image.detach().clone()
+        return self.head(self.backbone(image))[:, 0]
+
+
+def test_perturbations_touch_only_pseudo_inputs(tiny_vit):
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(4, 3, 16, 16, generator=g)
+    batch = {"image": image.clone(), "disparity": torch.rand(4, 16, 16, generator=g) + 0.1,
+             "mask": torch.ones(4, 16, 16, dtype=torch.bool), "pseudo": torch.tensor([False, True, False, True])}
+    config = _config(tiny_vit, perturb={"jitter_p": 1.0, "blur_p": 1.0, "cutmix_p": 1.0})
+    model = _Recorder()
+    optimizer = torch.optim.AdamW(model.parameters())
+    out = train_step(model, optimizer, batch, config, torch.device("cpu"), "fp32", torch.Generator().manual_seed(1))
+    assert torch.equal(model.seen[[0, 2]], image[[0, 2]])
+    assert (model.seen[[1, 3]] - image[[1, 3]]).abs().amax() > 0.05
+    assert out["finite"] == 1.0 and out["train/loss"] > 0

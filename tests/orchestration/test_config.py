@@ -1,0 +1,92 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestration.config import ParamsError, apply_override, load_params
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name", ["params.yaml", "params.smoke.yaml"])
+def test_shipped_params_validate(name):
+    params = load_params(REPO / name)
+    assert len(params.agreement.experts) >= 2
+    assert params.students
+
+
+def test_smoke_params_have_the_same_schema_as_the_defaults():
+    """params.smoke.yaml is a complete file: the same keys as params.yaml, other values."""
+
+    def keys(node, prefix=""):
+        if not isinstance(node, dict):
+            return {prefix}
+        out = set()
+        for key, value in node.items():
+            if prefix.startswith("students.") and prefix.count(".") == 1:
+                key = "*"
+            out |= keys(value, f"{prefix}.{key}" if prefix else str(key))
+        return out
+
+    default = yaml.safe_load((REPO / "params.yaml").read_text())
+    smoke = yaml.safe_load((REPO / "params.smoke.yaml").read_text())
+    assert keys(smoke) == keys(default)
+
+
+def _write(tmp_path, data) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _base() -> dict:
+    return yaml.safe_load((REPO / "params.smoke.yaml").read_text())
+
+
+def test_unknown_key_is_named(tmp_path):
+    data = _base()
+    data["teacher"]["epoch"] = 3
+    with pytest.raises(ParamsError, match=r"teacher\.epoch"):
+        load_params(_write(tmp_path, data))
+
+
+def test_wrong_type_is_named(tmp_path):
+    data = _base()
+    data["teacher"]["epochs"] = "ten"
+    with pytest.raises(ParamsError, match=r"teacher\.epochs"):
+        load_params(_write(tmp_path, data))
+
+
+def test_nested_unknown_key_in_a_student(tmp_path):
+    data = _base()
+    name = next(iter(data["students"]))
+    data["students"][name]["model"]["backbon"] = "resnet18"
+    with pytest.raises(ParamsError, match=rf"students\.{name}\.model\.backbon"):
+        load_params(_write(tmp_path, data))
+
+
+def test_expert_must_name_a_student(tmp_path):
+    data = _base()
+    data["agreement"]["experts"] = ["teacher", "student:nope"]
+    with pytest.raises(ParamsError, match="student:nope"):
+        load_params(_write(tmp_path, data))
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("teacher: [unclosed")
+    with pytest.raises(ParamsError, match="bad.yaml"):
+        load_params(bad)
+
+
+def test_overrides_are_typed(tmp_path):
+    params = load_params(_write(tmp_path, _base()), ["teacher.epochs=5", "teacher.loss.method=median"])
+    assert params.teacher.epochs == 5
+    assert params.teacher.loss.method == "median"
+    raw = {}
+    apply_override(raw, "a.b.c=[1, 2]")
+    assert raw == {"a": {"b": {"c": [1, 2]}}}
+    with pytest.raises(ParamsError, match="KEY=VALUE"):
+        apply_override(raw, "nonsense")
