@@ -4,12 +4,20 @@ Forward + backward of ``depth_core.losses.depth_loss`` (both alignment methods) 
 with random masks of different valid counts, against a plain implementation that loops over the
 images. Both must agree to 1e-5 relative before their times mean anything.
 
-    python benchmarks/bench_losses.py [--batch 16] [--size 128] [--repeats 21] [--threads N]
+    python benchmarks/bench_losses.py [--batch 16] [--size 128] [--repeats 21] [--threads 1]
+
+One intra-op thread by default: per-image tensors of a 128 x 128 image are too small for torch to
+split across threads, so a single thread compares the two implementations rather than the
+thread pool, and it keeps the figures stable on a shared, loaded machine (with several threads,
+every parallel op waits for a thread the OS may have descheduled). ``--threads 0`` keeps torch's
+default. Both implementations are timed alternately within each repeat, so background load
+falls on both alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -143,7 +151,10 @@ def run_benchmark(batch=16, size=128, warmup=3, repeats=21, seed=0) -> list[dict
 
 
 def format_table(rows: list[dict]) -> str:
-    header = f"{'method':<8} {'loop ms':>9} {'batched ms':>11} {'speed-up':>9} {'loss rel':>10} {'grad rel':>10}"
+    header = (
+        f"{'method':<8} {'loop ms':>9} {'batched ms':>11} {'speed-up':>9} "
+        f"{'loss rel':>10} {'grad rel':>10}"
+    )
     lines = [header, "-" * len(header)]
     for r in rows:
         lines.append(
@@ -160,15 +171,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads; 0 keeps torch's default"
+    )
     args = parser.parse_args(argv)
-    if args.threads is not None:
+    if args.threads < 0:
+        parser.error(f"--threads must be >= 0, got {args.threads}")
+    previous_threads = torch.get_num_threads()
+    if args.threads:
         torch.set_num_threads(args.threads)
-
-    rows = run_benchmark(args.batch, args.size, args.warmup, args.repeats, args.seed)
+    try:
+        threads = torch.get_num_threads()
+        rows = run_benchmark(args.batch, args.size, args.warmup, args.repeats, args.seed)
+    finally:
+        torch.set_num_threads(previous_threads)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"depth_loss forward+backward, batch {args.batch} x {args.size} x {args.size}, CPU, "
-        f"{torch.get_num_threads()} threads, torch {torch.__version__}, median of {args.repeats}"
+        f"{threads} threads, torch {torch.__version__}, median of {args.repeats} "
+        f"(load average {load:.1f} on {os.cpu_count()} cores)"
     )
     print(format_table(rows))
     agree = all(r["loss_rel_diff"] <= RTOL and r["grad_rel_diff"] <= RTOL for r in rows)

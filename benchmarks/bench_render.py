@@ -5,8 +5,9 @@
 
 Each configuration renders `count` images `repeats` times after a warm-up and reports the best
 run (the machine is shared; the best run is the least disturbed one). "threads" is torch's
-intra-op thread count in one process; "workers" renders independent shards in separate
-single-threaded processes, which is how a dataset build can use several cores.
+intra-op thread count in one process (RenderConfig.threads); "workers" renders independent
+shards in separate single-threaded processes, which is how a dataset build can use several
+cores.
 """
 
 from __future__ import annotations
@@ -15,13 +16,11 @@ import argparse
 import multiprocessing as mp
 import time
 
-import torch
-
 from depth_core.data.render import RenderConfig, render_batch, render_shard
 
 
 def _time_in_process(config: RenderConfig, count: int, repeats: int, threads: int) -> float:
-    torch.set_num_threads(threads)
+    config = config.model_copy(update={"threads": threads})
     render_batch(
         config, seed=0, count=min(count, 2 * config.chunk_size)
     )  # warm-up: texture bank, caches
@@ -34,7 +33,6 @@ def _time_in_process(config: RenderConfig, count: int, repeats: int, threads: in
 
 
 def _worker_init(config_json: str) -> None:
-    torch.set_num_threads(1)
     render_batch(RenderConfig.model_validate_json(config_json), seed=0, count=8)
 
 
@@ -81,12 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-size", type=int, default=16)
     args = parser.parse_args(argv)
 
-    print(
-        f"renderer throughput at {args.size}x{args.size}, best of {args.repeats} runs of {args.count} images"
-    )
+    size, runs = f"{args.size}x{args.size}", f"best of {args.repeats} runs of {args.count} images"
+    print(f"renderer throughput at {size}, {runs}")
     for domain in args.domains:
         config = RenderConfig(
-            domain=domain, height=args.size, width=args.size, chunk_size=args.chunk_size
+            threads=1, domain=domain, height=args.size, width=args.size, chunk_size=args.chunk_size
         )
         for threads in args.threads:
             rate = _time_in_process(config, args.count, args.repeats, threads)

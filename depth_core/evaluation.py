@@ -24,7 +24,9 @@ from depth_core.device import autocast
 METRIC_KEYS = ("abs_rel", "delta1", "pair_accuracy", "inverted_fraction", "n_images")
 
 
-def _batches(dataset_dir: Path, batch_size: int, max_images: int | None) -> Iterator[dict[str, torch.Tensor]]:
+def _batches(
+    dataset_dir: Path, batch_size: int, max_images: int | None
+) -> Iterator[dict[str, torch.Tensor]]:
     """Fixed-order batches of image, GT depth and mask (depth = 1 / disparity on valid pixels)."""
     dataset = ShardDataset(dataset_dir, shuffle=False, require_depth=True)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=0)
@@ -37,11 +39,15 @@ def _batches(dataset_dir: Path, batch_size: int, max_images: int | None) -> Iter
         seen += len(batch["image"])
         mask = batch["mask"]
         disparity = batch["disparity"]
-        depth = torch.where(mask, 1.0 / torch.where(mask, disparity, torch.ones_like(disparity)), 0.0)
+        depth = torch.where(
+            mask, 1.0 / torch.where(mask, disparity, torch.ones_like(disparity)), 0.0
+        )
         yield {"image": batch["image"], "depth": depth, "mask": mask}
 
 
-def _finish(per_batch: list[dict[str, torch.Tensor]], n_images: int, where: str) -> dict[str, float]:
+def _finish(
+    per_batch: list[dict[str, torch.Tensor]], n_images: int, where: str
+) -> dict[str, float]:
     if n_images == 0:
         raise ValueError(f"{where}: no images to evaluate")
     summary = {k: float(v) for k, v in metrics.summarize(per_batch).items()}
@@ -79,7 +85,10 @@ def evaluate_model(
                 pred = model(batch["image"].to(device))
             per_batch.append(
                 metrics.evaluate_disparity(
-                    pred.float().cpu(), batch["depth"], batch["mask"], max_depth=max_depth,
+                    pred.float().cpu(),
+                    batch["depth"],
+                    batch["mask"],
+                    max_depth=max_depth,
                     generator=generator,
                 )
             )
@@ -110,8 +119,9 @@ def evaluate_row_prior(
     for batch in _batches(dataset_dir, batch_size, max_images):
         pred = row_prior_like(batch["depth"])
         per_batch.append(
-            metrics.evaluate_disparity(pred, batch["depth"], batch["mask"], max_depth=max_depth,
-                                       generator=generator)
+            metrics.evaluate_disparity(
+                pred, batch["depth"], batch["mask"], max_depth=max_depth, generator=generator
+            )
         )
         n_images += len(pred)
     return _finish(per_batch, n_images, str(dataset_dir))
@@ -131,7 +141,9 @@ class MetricAccumulator:
 
     def add(self, pred: np.ndarray, depth: np.ndarray, mask: np.ndarray) -> None:
         if np.shape(pred) != np.shape(depth):
-            raise ValueError(f"prediction {np.shape(pred)} and depth {np.shape(depth)} differ in size")
+            raise ValueError(
+                f"prediction {np.shape(pred)} and depth {np.shape(depth)} differ in size"
+            )
         self.per_image.append(
             metrics.evaluate_disparity(
                 torch.as_tensor(np.asarray(pred, dtype=np.float32))[None],

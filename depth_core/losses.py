@@ -43,7 +43,9 @@ class LossConfig(BaseModel):
     alpha: float = Field(2.0, ge=0.0, description="weight of the gradient-matching term")
     scales: int = Field(4, ge=1, description="number of gradient-matching scales (2^k strides)")
     reduction: Reduction = "batch"
-    trim: float = Field(0.0, ge=0.0, lt=1.0, description="fraction of largest per-pixel losses dropped")
+    trim: float = Field(
+        0.0, ge=0.0, lt=1.0, description="fraction of largest per-pixel losses dropped"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -57,7 +59,9 @@ def _check_inputs(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) 
     if pred.ndim != 3:
         raise ValueError(f"pred must have shape (B, H, W), got {tuple(pred.shape)}")
     if target.shape != pred.shape:
-        raise ValueError(f"target shape {tuple(target.shape)} differs from pred {tuple(pred.shape)}")
+        raise ValueError(
+            f"target shape {tuple(target.shape)} differs from pred {tuple(pred.shape)}"
+        )
     if mask.shape != pred.shape:
         raise ValueError(f"mask shape {tuple(mask.shape)} differs from pred {tuple(pred.shape)}")
     if mask.dtype != torch.bool:

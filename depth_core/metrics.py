@@ -173,14 +173,20 @@ def pair_accuracy(
         return torch.tensor(float("nan"))
 
     device = maps.device
-    images, points1, points2 = images.to(device), points1.long().to(device), points2.long().to(device)
+    images, points1, points2 = (
+        images.to(device),
+        points1.long().to(device),
+        points2.long().to(device),
+    )
     disp1 = maps[images, points1[:, 0], points1[:, 1]].float()
     disp2 = maps[images, points2[:, 0], points2[:, 1]].float()
     correct = torch.where(closer.to(device) == 1, disp1 > disp2, disp2 > disp1)
     return correct.float().mean()
 
 
-def summarize(per_image: Sequence[Mapping[str, torch.Tensor]] | Mapping[str, torch.Tensor]) -> dict[str, float]:
+def summarize(
+    per_image: Sequence[Mapping[str, torch.Tensor]] | Mapping[str, torch.Tensor],
+) -> dict[str, float]:
     """Means over all images of each per-image metric, skipping NaN (an image where a metric is
     undefined), plus ``inverted_fraction``: the fraction of images with ``scale < 0``."""
     batches = [per_image] if isinstance(per_image, Mapping) else list(per_image)
@@ -189,15 +195,23 @@ def summarize(per_image: Sequence[Mapping[str, torch.Tensor]] | Mapping[str, tor
     keys = list(batches[0])
     for batch in batches[1:]:
         if set(batch) != set(keys):
-            raise ValueError(f"per-image dicts have different keys: {sorted(batch)} vs {sorted(keys)}")
+            raise ValueError(
+                f"per-image dicts have different keys: {sorted(batch)} vs {sorted(keys)}"
+            )
     summary: dict[str, float] = {}
     for key in keys:
-        values = torch.cat([torch.as_tensor(b[key], dtype=torch.float64).reshape(-1).cpu() for b in batches])
+        values = torch.cat(
+            [torch.as_tensor(b[key], dtype=torch.float64).reshape(-1).cpu() for b in batches]
+        )
         finite = values[~torch.isnan(values)]
         summary[key] = float(finite.mean()) if finite.numel() else math.nan
     if "scale" in summary:
-        scales = torch.cat([torch.as_tensor(b["scale"], dtype=torch.float64).reshape(-1).cpu() for b in batches])
-        summary["inverted_fraction"] = float((scales < 0).double().mean()) if scales.numel() else math.nan
+        scales = torch.cat(
+            [torch.as_tensor(b["scale"], dtype=torch.float64).reshape(-1).cpu() for b in batches]
+        )
+        summary["inverted_fraction"] = (
+            float((scales < 0).double().mean()) if scales.numel() else math.nan
+        )
     return summary
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from depth_core.viz import colorize_disparity  # noqa: E402
+from depth_core.viz import colorize_disparity
 
 
 def _save(fig, path: Path) -> Path:
@@ -46,7 +46,9 @@ def plot_loss_curve(steps: Sequence[dict[str, float]], path: Path, key: str = "t
         x = np.array([row["step"] for row in rows], dtype=float)
         y = np.array([row[key] for row in rows], dtype=float)
         ax.plot(x, y, color="0.75", linewidth=0.8, label=key)
-        ax.plot(x, _smooth(y, max(1, len(y) // 20)), color="C0", linewidth=1.6, label="moving average")
+        ax.plot(
+            x, _smooth(y, max(1, len(y) // 20)), color="C0", linewidth=1.6, label="moving average"
+        )
         ax.legend(loc="upper right")
     else:
         ax.text(0.5, 0.5, "no steps yet", ha="center", va="center", transform=ax.transAxes)
@@ -56,24 +58,32 @@ def plot_loss_curve(steps: Sequence[dict[str, float]], path: Path, key: str = "t
     return _save(fig, path)
 
 
-def plot_epoch_metrics(history: Sequence[dict[str, float]], path: Path, prefix: str = "val/") -> Path:
+def plot_epoch_metrics(
+    history: Sequence[dict[str, float]], path: Path, prefix: str = "val/"
+) -> Path:
     """One panel per metric name (abs_rel, delta1, ...), one line per validation set."""
-    names = sorted({key.rsplit("/", 1)[-1] for row in history for key in row if key.startswith(prefix)})
+    names = sorted(
+        {key.rsplit("/", 1)[-1] for row in history for key in row if key.startswith(prefix)}
+    )
     names = [n for n in names if n != "n_images"]
     cols = max(1, min(3, len(names)))
     rows_n = max(1, -(-len(names) // cols))
     fig, axes = plt.subplots(rows_n, cols, figsize=(4 * cols, 3 * rows_n), squeeze=False)
-    for ax in axes.flat[len(names):]:
+    for ax in axes.flat[len(names) :]:
         ax.axis("off")
     if not names:
         axes[0, 0].axis("on")
         axes[0, 0].text(0.5, 0.5, "no validation metrics", ha="center", va="center")
     for ax, name in zip(axes.flat, names):
-        keys = sorted({k for row in history for k in row if k.startswith(prefix) and k.endswith("/" + name)})
+        keys = sorted(
+            {k for row in history for k in row if k.startswith(prefix) and k.endswith("/" + name)}
+        )
         for key in keys:
-            points = [(row.get("epoch", i + 1), row[key]) for i, row in enumerate(history) if key in row]
+            points = [
+                (row.get("epoch", i + 1), row[key]) for i, row in enumerate(history) if key in row
+            ]
             x, y = zip(*points)
-            ax.plot(x, y, marker="o", label=key[len(prefix): -len(name) - 1] or key)
+            ax.plot(x, y, marker="o", label=key[len(prefix) : -len(name) - 1] or key)
         ax.set_title(name)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

@@ -11,6 +11,7 @@ written by whichever call finds every shard done.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -35,17 +36,51 @@ from depth_core.models import load_checkpoint
 from depth_core.training.precision import cpu_has_native_bf16
 
 
-def resolve_inference_amp(amp: str, device: torch.device) -> str:
-    """"auto" -> bf16 on CUDA with bf16 and on CPUs with native bf16 matmuls, else fp32.
+def resolve_inference_amp(
+    amp: str,
+    device: torch.device,
+    model: torch.nn.Module | None = None,
+    sample: np.ndarray | None = None,
+) -> str:
+    """ "auto" -> the faster of fp32 and bf16 for this model on this device.
 
-    Without a backward pass the matmuls dominate even more than in training; see
-    benchmarks/bench_pseudo.py for the measured gain.
+    CUDA with bf16: bf16. A CPU with native bf16 matmuls (AMX / AVX512-BF16): measured on
+    `sample` (a batch of uint8 images) with the model, because it depends on the network:
+    ViT teachers run ~1.6-1.9x faster in bf16 here, convolutional ones slower (see
+    benchmarks/bench_pseudo.py). Anything else, or no model to measure: fp32.
     """
     if amp != "auto":
         return amp
     if device.type == "cuda":
         return "bf16" if supports_bf16(device) else "fp32"
-    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
+    if (
+        device.type != "cpu"
+        or not cpu_has_native_bf16()
+        or model is None
+        or sample is None
+        or not len(sample)
+    ):
+        return "fp32"
+    seconds = {}
+    for candidate in ("fp32", "bf16", "fp32", "bf16"):  # interleaved, best of two
+        prepared = prepare_for_inference(copy.deepcopy(model), candidate)
+        label_images(prepared, sample[:2], len(sample), device, candidate, False)  # warm-up
+        start = time.perf_counter()
+        label_images(prepared, sample, len(sample), device, candidate, False)
+        elapsed = time.perf_counter() - start
+        seconds[candidate] = min(seconds.get(candidate, elapsed), elapsed)
+    return "bf16" if seconds["bf16"] < seconds["fp32"] else "fp32"
+
+
+def prepare_for_inference(model: torch.nn.Module, amp: str) -> torch.nn.Module:
+    """Channels-last weights (faster convolutions in the DPT head) and, for bf16, weights
+    stored in bf16 so autocast stops re-casting every weight on every batch. Buffers (the
+    input normalisation constants) stay float32."""
+    model = model.eval().to(memory_format=torch.channels_last)
+    if amp == "bf16":
+        for param in model.parameters():
+            param.data = param.data.to(torch.bfloat16)
+    return model
 
 
 def _has_ids(path: Path, ids: np.ndarray) -> bool:
@@ -54,7 +89,9 @@ def _has_ids(path: Path, ids: np.ndarray) -> bool:
         existing = read_shard(path, ["id"])["id"]
     except ShardError:
         return False
-    return existing.shape == ids.shape and bool(np.array_equal(existing.astype(str), ids.astype(str)))
+    return existing.shape == ids.shape and bool(
+        np.array_equal(existing.astype(str), ids.astype(str))
+    )
 
 
 def label_images(
@@ -69,10 +106,16 @@ def label_images(
     predictions = iterate_predictions(
         model, iter(images), batch_size=batch_size, device=device, flip_tta=flip_tta, amp=amp
     )
-    return np.stack(list(predictions)) if len(images) else np.zeros((0,) + images.shape[1:3], np.float32)
+    return (
+        np.stack(list(predictions))
+        if len(images)
+        else np.zeros((0,) + images.shape[1:3], np.float32)
+    )
 
 
-def _select(available: list[int], shard_indices: Iterable[int] | None, unlabeled_dir: Path) -> list[int]:
+def _select(
+    available: list[int], shard_indices: Iterable[int] | None, unlabeled_dir: Path
+) -> list[int]:
     if shard_indices is None:
         return available
     chosen = sorted({int(i) for i in shard_indices})
@@ -105,11 +148,14 @@ def generate_pseudo_labels(
     if not is_dataset_complete(unlabeled_dir):
         raise FileNotFoundError(f"{unlabeled_dir} is not a complete dataset (no summary.json)")
     device = pick_device(device)
-    amp = resolve_inference_amp(amp, device)
     model, _ = load_checkpoint(checkpoint, map_location=device)
-
     sources = {shard_index(p): p for p in list_shards(unlabeled_dir)}
     selected = _select(sorted(sources), shard_indices, unlabeled_dir)
+    if amp == "auto" and selected:
+        sample = read_shard(sources[selected[0]], ["image"])["image"][:batch_size]
+        amp = resolve_inference_amp(amp, device, model, sample)
+    amp = resolve_inference_amp(amp, device)
+    model = prepare_for_inference(model, amp)
     clean_temp_files(out_dir, selected)
     if shard_indices is None:  # a full run also drops shards of images that no longer exist
         for stale in list_shards(out_dir):
@@ -135,10 +181,15 @@ def generate_pseudo_labels(
 
     complete = all(shard_path(out_dir, i).exists() for i in sources)
     if complete and (written or not is_dataset_complete(out_dir)):
-        finalize_dataset(out_dir, parameters={
-            "checkpoint": str(checkpoint), "unlabeled_dir": str(unlabeled_dir),
-            "flip_tta": flip_tta, "amp": amp,
-        })
+        finalize_dataset(
+            out_dir,
+            parameters={
+                "checkpoint": str(checkpoint),
+                "unlabeled_dir": str(unlabeled_dir),
+                "flip_tta": flip_tta,
+                "amp": amp,
+            },
+        )
     return {
         "n_images": float(n_images),
         "n_shards_written": float(written),

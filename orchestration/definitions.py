@@ -9,12 +9,13 @@ the default lineage, `dvc commit`s the stage so DVC and Dagster agree on what is
 Launchpad runs that override params are experiments: they write under experiments/<name>/.
 """
 
-from __future__ import annotations
+
 
 import os
 from pathlib import Path
 
 import dagster as dg
+from dagster import AssetExecutionContext
 
 from orchestration.config import Params, load_params
 from orchestration.dagster_metadata import stage_metadata
@@ -53,7 +54,7 @@ class PipelineResource(dg.ConfigurableResource):
         return experiment_layout(root, name) if name else default_layout(root)
 
 
-def _run(context: dg.AssetExecutionContext, pipeline: PipelineResource, stage: str,
+def _run(context: AssetExecutionContext, pipeline: PipelineResource, stage: str,
          dvc_stage: str, student: str | None = None) -> tuple[StageResult, dict]:
     layout = pipeline.layout(context.run_id)
     ctx = StageContext(
@@ -88,7 +89,7 @@ MODEL_KINDS = {"pytorch", "mlflow", "dvc"}
 
 @dg.asset(group_name="data", kinds=DATA_KINDS,
           check_specs=[dg.AssetCheckSpec("depth_mostly_valid", asset="labeled_data")])
-def labeled_data(context: dg.AssetExecutionContext, pipeline: PipelineResource):
+def labeled_data(context: AssetExecutionContext, pipeline: PipelineResource):
     """RGB + dense depth for the teacher: procedurally rendered scenes (or a user's RGB-D folder),
     split into train and a held-out validation split."""
     result, metadata = _run(context, pipeline, "labeled_data", "labeled_data")
@@ -99,14 +100,14 @@ def labeled_data(context: dg.AssetExecutionContext, pipeline: PipelineResource):
 
 
 @dg.asset(group_name="data", kinds=DATA_KINDS)
-def unlabeled_images(context: dg.AssetExecutionContext, pipeline: PipelineResource):
+def unlabeled_images(context: AssetExecutionContext, pipeline: PipelineResource):
     """RGB only, from a different visual domain (photo textures, camera effects) or a user's folder."""
     _, metadata = _run(context, pipeline, "unlabeled_images", "unlabeled_images")
     return dg.MaterializeResult(metadata=metadata)
 
 
 @dg.asset(group_name="data", kinds=DATA_KINDS)
-def target_eval_set(context: dg.AssetExecutionContext, pipeline: PipelineResource):
+def target_eval_set(context: AssetExecutionContext, pipeline: PipelineResource):
     """Held-out ground truth of the target domain: evaluation only, never trained on."""
     _, metadata = _run(context, pipeline, "target_eval", "target_eval")
     return dg.MaterializeResult(metadata=metadata)
@@ -134,7 +135,7 @@ def _model_check_specs(asset_key: str) -> list[dg.AssetCheckSpec]:
 
 @dg.asset(group_name="models", kinds=MODEL_KINDS, deps=[labeled_data, target_eval_set],
           check_specs=_model_check_specs("teacher_checkpoint"))
-def teacher_checkpoint(context: dg.AssetExecutionContext, pipeline: PipelineResource):
+def teacher_checkpoint(context: AssetExecutionContext, pipeline: PipelineResource):
     """The largest model, trained on labeled data only with SSI + gradient matching loss."""
     result, metadata = _run(context, pipeline, "teacher", "teacher")
     return dg.MaterializeResult(metadata=metadata,
@@ -144,7 +145,7 @@ def teacher_checkpoint(context: dg.AssetExecutionContext, pipeline: PipelineReso
 @dg.asset(group_name="models", kinds={"pytorch", "dvc"},
           deps=[teacher_checkpoint, unlabeled_images],
           check_specs=[dg.AssetCheckSpec("no_nan", asset="pseudo_labels")])
-def pseudo_labels(context: dg.AssetExecutionContext, pipeline: PipelineResource):
+def pseudo_labels(context: AssetExecutionContext, pipeline: PipelineResource):
     """The teacher's disparity on every unlabeled image, sharded like the images."""
     result, metadata = _run(context, pipeline, "pseudo_labels", "pseudo_labels")
     nan_count = int(result.metrics.get("nan_count", 0) or 0)
@@ -159,7 +160,7 @@ def _student_asset(name: str) -> dg.AssetsDefinition:
     @dg.asset(name=key, group_name="models", kinds=MODEL_KINDS,
               deps=[labeled_data, pseudo_labels, unlabeled_images, target_eval_set],
               check_specs=_model_check_specs(key))
-    def _student(context: dg.AssetExecutionContext, pipeline: PipelineResource):
+    def _student(context: AssetExecutionContext, pipeline: PipelineResource):
         result, metadata = _run(context, pipeline, "student", f"student@{name}", student=name)
         return dg.MaterializeResult(metadata=metadata,
                                     check_results=_model_checks(result.metrics, "target"))
@@ -196,7 +197,7 @@ def build_definitions(params: Params | None = None) -> dg.Definitions:
               deps=[*_expert_deps(params), "target_eval_set"],
               check_specs=[dg.AssetCheckSpec("covers_every_expert",
                                              asset="expert_agreement_report")])
-    def expert_agreement_report(context: dg.AssetExecutionContext, pipeline: PipelineResource):
+    def expert_agreement_report(context: AssetExecutionContext, pipeline: PipelineResource):
         """Four experts vote on point pairs; disagreements are flagged and queued for review."""
         result, metadata = _run(context, pipeline, "agreement", "agreement")
         expected = len(pipeline.params().agreement.experts)

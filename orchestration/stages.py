@@ -441,7 +441,7 @@ def run_stage(name: str, ctx: StageContext, student: str | None = None) -> Stage
         raise KeyError(f"unknown stage {name!r}; stages: {', '.join(STAGE_NAMES)}")
     if name == "student":
         if not student:
-            raise ValueError("stage 'student' needs a student name (--name)")
+            raise ValueError("stage 'student' needs a student name (--student NAME)")
         return stage_student(ctx, student)
     return STAGE_FUNCTIONS[name](ctx)
 

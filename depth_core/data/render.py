@@ -40,7 +40,7 @@ from depth_core.data.scenes import (
     SceneStatistics,
     sample_scene,
 )
-from depth_core.data.textures import TextureBank, build_texture_bank
+from depth_core.data.textures import TextureBank, build_texture_bank, intra_op_threads
 
 Domain = Literal["synthetic", "target"]
 
@@ -101,6 +101,12 @@ class RenderConfig(BaseModel):
     )
     chunk_size: int = Field(
         32, ge=1, le=4096, description="images ray-cast together (bounds memory)"
+    )
+    threads: int | None = Field(
+        1,
+        ge=1,
+        description="torch intra-op threads while rendering (None: leave torch's setting); "
+        "one thread per process is fastest on a shared machine, use processes for more cores",
     )
 
     @model_validator(mode="after")
@@ -270,6 +276,12 @@ def pack_scenes(
         rows["clouds"].append(sky.clouds)
         rows["cloud_tile"].append(sky.cloud_tile)
         rows["cloud_scale"].append(sky.cloud_scale)
+        position = np.asarray(camera.position, np.float32)
+        if not (np.all(position > env.lower) and np.all(position < env.upper)):
+            raise ValueError(
+                f"scene {i}: the camera at {position.tolist()} must be inside the environment box "
+                f"{np.asarray(env.lower).tolist()} .. {np.asarray(env.upper).tolist()}"
+            )
         fx, fy, cx, cy = camera.intrinsics(height, width)
         rows["origin"].append(camera.position)
         rows["basis"].append(camera.basis())
@@ -527,11 +539,13 @@ def render_scene(
     effects: list[EffectDraw] | None = None,
     max_depth: float = math.inf,
     device: str | torch.device = "cpu",
+    threads: int | None = 1,
 ) -> dict[str, np.ndarray]:
     """Render hand-built scenes: {"image": uint8 (N, H, W, 3), "depth": float32 (N, H, W),
-    "mask": bool (N, H, W)}. `effects` (one draw per image) adds camera effects to the image."""
+    "mask": bool (N, H, W)}. `effects` (one draw per image) adds camera effects to the image;
+    `threads` as in `RenderConfig.threads`."""
     bank = (bank or build_texture_bank("synthetic")).to(device)
-    with torch.no_grad():
+    with torch.no_grad(), intra_op_threads(threads):
         batch = pack_scenes(scenes, cameras, height, width, device)
         radiance, depth, valid, surface = trace(batch, height, width, bank, max_depth)
         radiance = raycast.untile(shading.expose(radiance), height, width)
@@ -550,8 +564,15 @@ def render_scene(
     }
 
 
-def _image_rng(seed: int, index: int, stream: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([seed, index, stream]))
+_DOMAIN_SALT = {"synthetic": 0, "target": 1}
+
+
+def _image_rng(seed: int, index: int, stream: int, domain: str) -> np.random.Generator:
+    """The random stream of image `index`: independent of chunking, and of the other domain
+    (the same seed in both domains must not give the same scene layouts)."""
+    return np.random.default_rng(
+        np.random.SeedSequence([seed, index, stream, _DOMAIN_SALT[domain]])
+    )
 
 
 def render_batch(
@@ -578,30 +599,36 @@ def render_batch(
             "mask": np.zeros((0, h, w), bool),
             "id": [],
         }
-    bank = build_texture_bank(config.domain, config.texture_seed, config.texture_size).to(device)
-    stats = config.statistics()
-    parts = []
-    for start in range(0, count, config.chunk_size):
-        indices = range(start, min(count, start + config.chunk_size))
-        scenes, cameras, draws = [], [], []
-        for i in indices:
-            scene, camera = sample_scene(_image_rng(seed, i, 0), stats, bank)
-            scenes.append(scene)
-            cameras.append(camera)
-            if config.effects_enabled:
-                draws.append(sample_effects(_image_rng(seed, i, 1), config.effects))
-        parts.append(
-            render_scene(
-                scenes,
-                cameras,
-                h,
-                w,
-                bank,
-                draws if config.effects_enabled else None,
-                config.max_depth,
-                device,
-            )
+    with intra_op_threads(config.threads):
+        bank = build_texture_bank(config.domain, config.texture_seed, config.texture_size).to(
+            device
         )
+        stats = config.statistics()
+        parts = []
+        for start in range(0, count, config.chunk_size):
+            indices = range(start, min(count, start + config.chunk_size))
+            scenes, cameras, draws = [], [], []
+            for i in indices:
+                scene, camera = sample_scene(_image_rng(seed, i, 0, config.domain), stats, bank)
+                scenes.append(scene)
+                cameras.append(camera)
+                if config.effects_enabled:
+                    draws.append(
+                        sample_effects(_image_rng(seed, i, 1, config.domain), config.effects)
+                    )
+            parts.append(
+                render_scene(
+                    scenes,
+                    cameras,
+                    h,
+                    w,
+                    bank,
+                    draws if config.effects_enabled else None,
+                    config.max_depth,
+                    device,
+                    threads=None,  # already set for the whole batch
+                )
+            )
     prefix = id_prefix if id_prefix is not None else f"{config.domain}-{seed}"
     return {
         "image": np.concatenate([p["image"] for p in parts]),
@@ -626,7 +653,8 @@ def render_shard(
     count: int,
     device: str | torch.device = "cpu",
 ) -> dict:
-    """Render shard `shard_index` of a dataset (see `render_batch`); ids are unique across shards."""
+    """Render shard `shard_index` of a dataset (see `render_batch`); ids are unique across
+    shards, and any shard can be rebuilt alone."""
     return render_batch(
         config,
         shard_seed(base_seed, shard_index),

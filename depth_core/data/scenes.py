@@ -260,117 +260,63 @@ PALETTES = {
     "dark": ((0.0, 1.0), (0.0, 0.4), (0.05, 0.35)),
 }
 
-# category -> procedural groups, photo groups, palette(s), contrast, tile periods per metre, specular
+
+@dataclass(frozen=True)
+class Category:
+    """How the surfaces of one kind are textured: procedural tile groups, photo tile groups
+    (target bank), colour palettes, pattern contrast, tile periods per metre, glossiness."""
+
+    groups: tuple[str, ...]
+    photo_groups: tuple[str, ...]
+    palettes: tuple[str, ...]
+    contrast: tuple[float, float]
+    periods_per_metre: tuple[float, float]
+    specular: tuple[float, float] = (0.0, 0.0)
+
+
+# fmt: off
 CATEGORIES = {
-    "floor": (
+    "floor": Category(
         ("planks", "tiles", "noise", "plain", "checker", "marble", "cells"),
         ("photo_gravel", "photo_bricks", "photo_grey", "photo"),
-        ("wood", "grey", "paint"),
-        (0.2, 0.7),
-        (0.3, 2.0),
-        (0.0, 0.3),
-    ),
-    "wall": (
+        ("wood", "grey", "paint"), (0.2, 0.7), (0.3, 2.0), (0.0, 0.3)),
+    "wall": Category(
         ("plain", "plain", "noise", "stripes", "bricks", "tiles", "gradient"),
         ("photo_bricks", "photo_grey", "photo"),
-        ("paint", "paint", "grey"),
-        (0.05, 0.4),
-        (0.3, 2.0),
-        (0.0, 0.05),
-    ),
-    "ceiling": (
-        ("plain", "noise", "tiles"),
-        ("photo_grey",),
-        ("paint",),
-        (0.03, 0.2),
-        (0.3, 1.5),
-        (0.0, 0.0),
-    ),
-    "ground": (
+        ("paint", "paint", "grey"), (0.05, 0.4), (0.3, 2.0), (0.0, 0.05)),
+    "ceiling": Category(
+        ("plain", "noise", "tiles"), ("photo_grey",), ("paint",), (0.03, 0.2), (0.3, 1.5)),
+    "ground": Category(
         ("noise", "leaves", "cells", "noise", "plain"),
         ("photo_grass", "photo_gravel", "photo_grey"),
-        ("grass", "soil", "grey"),
-        (0.3, 0.8),
-        (0.2, 1.5),
-        (0.0, 0.05),
-    ),
-    "facade": (
+        ("grass", "soil", "grey"), (0.3, 0.8), (0.2, 1.5), (0.0, 0.05)),
+    "facade": Category(
         ("windows", "bricks", "tiles", "plain", "noise"),
         ("photo_bricks", "photo", "photo_grey"),
-        ("paint", "grey", "soil"),
-        (0.2, 0.7),
-        (0.1, 0.5),
-        (0.0, 0.1),
-    ),
-    "object": (
-        (
-            "plain",
-            "plain",
-            "checker",
-            "stripes",
-            "noise",
-            "gradient",
-            "dots",
-            "marble",
-            "cells",
-            "planks",
-            "bricks",
-        ),
+        ("paint", "grey", "soil"), (0.2, 0.7), (0.1, 0.5), (0.0, 0.1)),
+    "object": Category(
+        ("plain", "plain", "checker", "stripes", "noise", "gradient", "dots", "marble", "cells",
+         "planks", "bricks"),
         ("photo", "decal", "decal_grey", "photo_grey"),
-        ("vivid", "any", "paint", "wood", "dark"),
-        (0.2, 0.9),
-        (1.0, 8.0),
-        (0.0, 0.6),
-    ),
-    "furniture": (
-        ("planks", "plain", "noise", "marble", "stripes"),
-        ("photo", "photo_grey", "decal"),
-        ("wood", "paint", "grey", "dark"),
-        (0.1, 0.6),
-        (0.5, 3.0),
-        (0.0, 0.4),
-    ),
-    "table": (
-        ("planks", "plain", "noise", "marble"),
-        ("photo", "photo_grey"),
-        ("wood", "paint", "grey"),
-        (0.1, 0.5),
-        (0.5, 3.0),
-        (0.0, 0.4),
-    ),
-    "foliage": (
-        ("leaves", "noise"),
-        ("photo_grass",),
-        ("foliage",),
-        (0.4, 0.9),
-        (0.5, 2.0),
-        (0.0, 0.0),
-    ),
-    "bark": (
-        ("stripes", "noise", "planks"),
-        ("photo_grey",),
-        ("wood", "dark"),
-        (0.3, 0.8),
-        (2.0, 6.0),
-        (0.0, 0.0),
-    ),
-    "rock": (
-        ("noise", "cells"),
-        ("photo_gravel", "photo_grey"),
-        ("grey", "soil"),
-        (0.3, 0.8),
-        (0.5, 3.0),
-        (0.0, 0.15),
-    ),
-    "car": (
-        ("plain",),
-        ("photo",),
-        ("vivid", "grey", "dark", "paint"),
-        (0.0, 0.2),
-        (0.5, 1.0),
-        (0.3, 0.9),
-    ),
+        ("vivid", "any", "paint", "wood", "dark"), (0.2, 0.9), (1.0, 8.0), (0.0, 0.6)),
+    "furniture": Category(
+        ("planks", "plain", "noise", "marble", "stripes"), ("photo", "photo_grey", "decal"),
+        ("wood", "paint", "grey", "dark"), (0.1, 0.6), (0.5, 3.0), (0.0, 0.4)),
+    "table": Category(
+        ("planks", "plain", "noise", "marble"), ("photo", "photo_grey"),
+        ("wood", "paint", "grey"), (0.1, 0.5), (0.5, 3.0), (0.0, 0.4)),
+    "foliage": Category(
+        ("leaves", "noise"), ("photo_grass",), ("foliage",), (0.4, 0.9), (0.5, 2.0)),
+    "bark": Category(
+        ("stripes", "noise", "planks"), ("photo_grey",), ("wood", "dark"), (0.3, 0.8), (2.0, 6.0)),
+    "rock": Category(
+        ("noise", "cells"), ("photo_gravel", "photo_grey"), ("grey", "soil"),
+        (0.3, 0.8), (0.5, 3.0), (0.0, 0.15)),
+    "car": Category(
+        ("plain",), ("photo",), ("vivid", "grey", "dark", "paint"),
+        (0.0, 0.2), (0.5, 1.0), (0.3, 0.9)),
 }
+# fmt: on
 
 
 def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
@@ -385,7 +331,7 @@ def _index(rng: np.random.Generator, count: int) -> int:
 def sample_color(
     rng: np.random.Generator, palette: str, draws: np.ndarray | None = None
 ) -> np.ndarray:
-    """A linear RGB colour from a named palette (`draws`: three uniforms to use instead of `rng`)."""
+    """A linear RGB colour from a named palette (`draws`: three uniforms used instead of `rng`)."""
     hue, sat, val = PALETTES[palette]
     h, s, v = rng.random(3) if draws is None else draws
     return hsv_to_linear(
@@ -406,9 +352,11 @@ class MaterialSampler:
         self.rng, self.bank, self.stats = rng, bank, stats
         self.decals = set(bank.groups.get("decal", ())) | set(bank.groups.get("decal_grey", ()))
 
-    def _tile(
+    def tile_from(
         self, groups: tuple[str, ...], u1: float | None = None, u2: float | None = None
     ) -> int:
+        """A random tile of one of `groups` (those the bank has; tile 0 if none), drawn with the
+        uniforms u1, u2 when given."""
         available = [g for g in groups if g in self.bank.groups]
         if not available:
             return 0
@@ -418,12 +366,16 @@ class MaterialSampler:
         return int(tiles[int(u2 * len(tiles))])
 
     def __call__(self, category: str, fit_probability: float = 0.0) -> Material:
-        groups, photo_groups, palettes, contrast, scale, specular = CATEGORIES[category]
-        r = self.rng.random(20)  # one block of uniforms per material: cheap and reproducible
+        spec = CATEGORIES[category]
+        r = self.rng.random(23)  # one block of uniforms per material: cheap and reproducible
         use_photo = r[0] < self.stats.photo_fraction
-        tile = self._tile(photo_groups if use_photo else groups, r[1], r[2])
+        tile = self.tile_from(spec.photo_groups if use_photo else spec.groups, r[1], r[2])
         natural = r[3] < self.stats.natural_colors
-        palette = palettes[int(r[4] * len(palettes))] if natural or category != "object" else "any"
+        palette = (
+            spec.palettes[int(r[4] * len(spec.palettes))]
+            if natural or category != "object"
+            else "any"
+        )
         color_b = sample_color(self.rng, palette, r[5:8])
         if self.bank.rgb[tile]:  # photos, roads: tint near white
             color_a = np.zeros(3, np.float32)
@@ -431,8 +383,8 @@ class MaterialSampler:
         elif r[12] < 0.25 and category in ("object", "floor", "furniture"):
             color_a = sample_color(self.rng, palette, r[8:11])  # two independent colours
         else:
-            color_a = color_b * (1.0 - _lerp(contrast, r[11]))
-        periods = _lerp(scale, r[13])
+            color_a = color_b * (1.0 - _lerp(spec.contrast, r[11]))
+        periods = _lerp(spec.periods_per_metre, r[13])
         aspect = 1.0 if r[14] < 0.7 else _lerp((0.5, 2.0), r[15])
         angle = (0.0 if r[16] < 0.5 else math.pi / 2) if r[17] < 0.8 else r[16] * math.pi
         return Material(
@@ -442,9 +394,9 @@ class MaterialSampler:
             scale=(periods, periods * aspect),
             offset=(float(r[18]), float(r[19])),
             angle=float(angle),
-            fit=bool(tile in self.decals or r[14] < fit_probability),
-            specular=_lerp(specular, r[9]),
-            shininess=(8.0, 16.0, 32.0, 64.0)[int(r[10] * 4)],
+            fit=bool(tile in self.decals or r[22] < fit_probability),
+            specular=_lerp(spec.specular, r[20]),
+            shininess=(8.0, 16.0, 32.0, 64.0)[int(r[21] * 4)],
         )
 
 
@@ -662,6 +614,10 @@ def _outdoor(
     if height > 2.5:
         pitch -= _uniform(rng, (0.05, 0.35))
     yaw = float(rng.normal(0.0, 0.12)) if along_street else _uniform(rng, (-math.pi, math.pi))
+    if not open_faces[0] or not open_faces[1]:
+        upper[1] = max(
+            upper[1], height + _uniform(rng, (1.0, 6.0))
+        )  # the camera stays between the walls
     camera = Camera(
         position=np.array([cam_x, height, 0.0], np.float32),
         yaw=yaw,
@@ -674,7 +630,7 @@ def _outdoor(
     sky = _sky(rng, overcast)
     if stats.fog and rng.random() < 0.7:
         sky.fog_distance = math.exp(_uniform(rng, (math.log(80.0), math.log(1500.0))))
-    sky.cloud_tile = materials._tile(("clouds",))
+    sky.cloud_tile = materials.tile_from(("clouds",))
     light = _sun(rng, overcast, sky, np.asarray(ground.color_b))
 
     b = _Builder(rng, materials, _object_count(rng, stats))
@@ -841,6 +797,11 @@ def _against_wall(b: _Builder, room: Environment, camera: Camera) -> None:
         x = (hi[0] if sign > 0 else lo[0]) - sign * (d + 0.01)
         z = _uniform(rng, (lo[2] + w, hi[2] - w))
         rot = rotation_y(math.pi / 2)
+    # world half extents of the footprint; keep clear of the camera
+    half_x, half_z = (w, d) if wall == 4 else (d, w)
+    cam = camera.position
+    if abs(cam[0] - x) < half_x + 0.3 and abs(cam[2] - z) < half_z + 0.3:
+        return
     b.rest("box", x, z, (w, h, d), rot, material=b.materials("furniture"))
     b.supports.append((x, z, min(w, d) * 0.8, 2 * h))
 

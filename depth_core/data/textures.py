@@ -17,9 +17,11 @@ ship inside scikit-image, so the two domains differ in texture statistics.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,6 +42,26 @@ COLOR_PHOTOS = (
 )
 GREY_PHOTOS = ("brick", "grass", "gravel", "camera", "coins", "moon", "clock")
 DECAL_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "stereo_motorcycle", "text", "page")
+
+
+@contextlib.contextmanager
+def intra_op_threads(threads: int | None) -> Iterator[None]:
+    """Run with `threads` torch intra-op threads, restoring the previous setting afterwards
+    (None: leave it alone).
+
+    Texture building and rendering issue thousands of small and mid-sized tensor operations.
+    Measured on a shared 2-core machine, two OpenMP threads made them 5-35x slower than one,
+    while separate single-threaded processes scale (see benchmarks/bench_render.py).
+    """
+    if threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 # --------------------------------------------------------------------------- colour helpers
@@ -478,10 +500,16 @@ def _assemble(
 def build_texture_bank(
     domain: str = "synthetic", seed: int = 0, tile_size: int = 64
 ) -> TextureBank:
-    """The deterministic texture bank of a domain ("synthetic" or "target"), built once per process.
+    """The deterministic texture bank of a domain ("synthetic" or "target"), built once per
+    process, single-threaded (see `intra_op_threads`).
 
     Raises ValueError for an unknown domain or a tile size that is not a power of two >= 8.
     """
+    with intra_op_threads(1):
+        return _build_texture_bank(domain, seed, tile_size)
+
+
+def _build_texture_bank(domain: str, seed: int, tile_size: int) -> TextureBank:
     if domain not in ("synthetic", "target"):
         raise ValueError(f"domain must be 'synthetic' or 'target', got {domain!r}")
     if tile_size < 8 or tile_size & (tile_size - 1):
@@ -552,5 +580,6 @@ def _add_photo_tiles(rng: np.random.Generator, size: int, add) -> None:
             add("decal", srgb_to_linear(square), mirror=True)
     if loaded == 0:
         raise RuntimeError(
-            "the target texture bank needs scikit-image's bundled sample photos, none could be loaded"
+            "the target texture bank needs scikit-image's bundled sample photos; "
+            "none could be loaded"
         )

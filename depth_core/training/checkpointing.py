@@ -55,7 +55,13 @@ def restore_rng(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     npy = state["numpy"]
     np.random.set_state(
-        (npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"], npy["cached"])
+        (
+            npy["kind"],
+            npy["keys"].numpy().astype(np.uint32),
+            npy["pos"],
+            npy["has_gauss"],
+            npy["cached"],
+        )
     )
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
@@ -104,7 +110,7 @@ def load_train_state(directory: Path) -> tuple[dict[str, Any], torch.nn.Module] 
         return None
     try:
         state = torch.load(state_path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
+    except Exception as exc:
         raise CheckpointError(state_path, f"cannot read training state ({exc})") from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
         raise CheckpointError(state_path, f"not a training state of format {FORMAT_VERSION}")

@@ -78,7 +78,9 @@ def barrier(ctx: DistContext) -> None:
         dist.barrier()
 
 
-def mean_across_ranks(values: dict[str, float], ctx: DistContext, device: torch.device) -> dict[str, float]:
+def mean_across_ranks(
+    values: dict[str, float], ctx: DistContext, device: torch.device
+) -> dict[str, float]:
     """Average scalar metrics over ranks (the logged train loss is the global batch's)."""
     if not ctx.enabled or not values:
         return values
@@ -124,7 +126,9 @@ def parameter_checksum(model: nn.Module) -> torch.Tensor:
     return total
 
 
-def assert_in_sync(model: nn.Module, ctx: DistContext, device: torch.device, rtol: float = 1e-6) -> None:
+def assert_in_sync(
+    model: nn.Module, ctx: DistContext, device: torch.device, rtol: float = 1e-6
+) -> None:
     """Raise if the replicas' parameters diverged (a missed all-reduce or a rank-local update)."""
     if not ctx.enabled:
         return

@@ -43,7 +43,9 @@ def param_groups(model: nn.Module, config: OptimConfig) -> list[dict]:
             f"one of {ENCODER_PREFIXES}"
         )
     result = []
-    for (encoder, decay), params in sorted(groups.items(), key=lambda kv: (not kv[0][0], not kv[0][1])):
+    for (encoder, decay), params in sorted(
+        groups.items(), key=lambda kv: (not kv[0][0], not kv[0][1])
+    ):
         lr = config.lr if encoder else config.lr * config.decoder_lr_mult
         result.append(
             {

@@ -97,7 +97,9 @@ def cutmix_boxes(
     """(n, H, W) bool: one random box per image drawn with probability cutmix_p, else empty."""
     applied = torch.rand(n, generator=generator) < config.cutmix_p
     area = _uniform(n, *config.cutmix_area, generator) * height * width
-    log_aspect = _uniform(n, math.log(config.cutmix_aspect[0]), math.log(config.cutmix_aspect[1]), generator)
+    log_aspect = _uniform(
+        n, math.log(config.cutmix_aspect[0]), math.log(config.cutmix_aspect[1]), generator
+    )
     aspect = torch.exp(log_aspect)  # box width / height
     box_h = torch.sqrt(area / aspect).round().clamp(1, height).long()
     box_w = torch.sqrt(area * aspect).round().clamp(1, width).long()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -34,7 +35,7 @@ Precision = str  # "fp32" | "bf16"
 def cpu_has_native_bf16() -> bool:
     """AMX or AVX512-BF16: without either, bf16 on CPU is emulated and never faster."""
     try:
-        flags = open("/proc/cpuinfo").read()
+        flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
     return any(flag in flags for flag in (" amx_bf16", " avx512_bf16"))

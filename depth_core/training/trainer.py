@@ -30,7 +30,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from depth_core.data.augment import build_augment
-from depth_core.data.dataset import MixedDataset, PseudoLabelDataset, ShardDataset, derive_seed, load_arrays
+from depth_core.data.dataset import (
+    MixedDataset,
+    PseudoLabelDataset,
+    ShardDataset,
+    derive_seed,
+    load_arrays,
+)
 from depth_core.data.manifest import read_summary
 from depth_core.device import autocast, pick_device
 from depth_core.evaluation import evaluate_model
@@ -99,16 +105,24 @@ class TrainData:
         ctx: dist_utils.DistContext,
     ) -> None:
         if len(labeled_dirs) != 1:
-            raise ValueError(f"labeled_dirs: exactly one labeled dataset is supported, got {len(labeled_dirs)}")
+            raise ValueError(
+                f"labeled_dirs: exactly one labeled dataset is supported, got {len(labeled_dirs)}"
+            )
         if pseudo is not None and len(pseudo) != 1:
-            raise ValueError(f"pseudo: exactly one (unlabeled_dir, pseudo_dir) pair is supported, got {len(pseudo)}")
+            raise ValueError(
+                f"pseudo: exactly one (unlabeled_dir, pseudo_dir) pair is supported, got {len(pseudo)}"
+            )
         self.batch_size = config.batch_size
         self.num_workers = config.num_workers
-        common = dict(
-            shuffle=True, seed=config.seed, rank=ctx.rank, world_size=ctx.world_size,
-            transform=build_augment(config.augment, seed=config.seed),
-            batch_size=config.batch_size, drop_last=True,
-        )
+        common = {
+            "shuffle": True,
+            "seed": config.seed,
+            "rank": ctx.rank,
+            "world_size": ctx.world_size,
+            "transform": build_augment(config.augment, seed=config.seed),
+            "batch_size": config.batch_size,
+            "drop_last": True,
+        }
         labeled_dir = Path(labeled_dirs[0])
         if pseudo is None:
             self.dataset = ShardDataset(labeled_dir, **common)
@@ -119,8 +133,11 @@ class TrainData:
             labeled = ShardDataset(labeled_dir, **common) if n_labeled else None
             pseudo_set = PseudoLabelDataset(images_dir, pseudo_dir, **common) if n_pseudo else None
             self.dataset = MixedDataset(
-                labeled, pseudo_set, ratio=(n_labeled, n_pseudo),
-                batch_size=config.batch_size, drop_last=True,
+                labeled,
+                pseudo_set,
+                ratio=(n_labeled, n_pseudo),
+                batch_size=config.batch_size,
+                drop_last=True,
             )
             self.sources = [d for d, n in ((labeled_dir, n_labeled), (images_dir, n_pseudo)) if n]
             if n_pseudo:
@@ -159,8 +176,12 @@ class TrainData:
         """A fresh loader for `epoch` that starts after `skip_batches` already-trained batches."""
         self.dataset.set_epoch(epoch, skip_batches * self.batch_size)
         return DataLoader(
-            self.dataset, batch_size=self.batch_size, drop_last=True,
-            num_workers=self.num_workers, pin_memory=pin_memory, persistent_workers=False,
+            self.dataset,
+            batch_size=self.batch_size,
+            drop_last=True,
+            num_workers=self.num_workers,
+            pin_memory=pin_memory,
+            persistent_workers=False,
         )
 
 
@@ -189,8 +210,13 @@ def batch_loss(
         if count == 0:
             continue
         loss_fn = partial(
-            depth_loss, method=config.method, alpha=config.alpha, scales=config.scales,
-            reduction=config.reduction, trim=trim, return_parts=True,
+            depth_loss,
+            method=config.method,
+            alpha=config.alpha,
+            scales=config.scales,
+            reduction=config.reduction,
+            trim=trim,
+            return_parts=True,
         )
         args = (pred[selected], target[selected], mask[selected])
         if pseudo_group:
@@ -220,8 +246,15 @@ def train_step(
     pasted = torch.zeros_like(mask)
     if is_pseudo.any():  # strong perturbations: the student sees hard inputs, clean labels
         index = is_pseudo.nonzero().squeeze(1)
-        hard = perturb_pseudo_batch(image[index], target[index], mask[index], config.perturb, generator)
-        image[index], target[index], mask[index], pasted[index] = hard.image, hard.target, hard.mask, hard.pasted
+        hard = perturb_pseudo_batch(
+            image[index], target[index], mask[index], config.perturb, generator
+        )
+        image[index], target[index], mask[index], pasted[index] = (
+            hard.image,
+            hard.target,
+            hard.mask,
+            hard.pasted,
+        )
     if config.channels_last:
         image = image.contiguous(memory_format=torch.channels_last)
 
@@ -269,13 +302,24 @@ def train(
     base_device = pick_device(device if device is not None else config.device)
     ctx = dist_utils.setup(base_device)
     try:
-        return _train(config, Path(out_dir), labeled_dirs, val_sets, pseudo, log, resume,
-                      dist_utils.local_device(base_device, ctx), ctx)
+        return _train(
+            config,
+            Path(out_dir),
+            labeled_dirs,
+            val_sets,
+            pseudo,
+            log,
+            resume,
+            dist_utils.local_device(base_device, ctx),
+            ctx,
+        )
     finally:
         dist_utils.teardown(ctx)
 
 
-def _train(config, out_dir, labeled_dirs, val_sets, pseudo, log, resume, device, ctx) -> TrainResult:
+def _train(
+    config, out_dir, labeled_dirs, val_sets, pseudo, log, resume, device, ctx
+) -> TrainResult:
     started = time.perf_counter()
     ckpt_dir = out_dir / CHECKPOINT_DIR
     if ctx.is_main:
@@ -310,7 +354,9 @@ def _train(config, out_dir, labeled_dirs, val_sets, pseudo, log, resume, device,
     state = LoopState()
     loaded = load_train_state(ckpt_dir) if resume else None
     if loaded is not None and loaded[0].get("fingerprint") != fingerprint:
-        logger.warning("%s: checkpoint of a different configuration or data; starting afresh", ckpt_dir)
+        logger.warning(
+            "%s: checkpoint of a different configuration or data; starting afresh", ckpt_dir
+        )
         loaded = None
     if loaded is not None:
         saved, saved_model = loaded
@@ -322,11 +368,18 @@ def _train(config, out_dir, labeled_dirs, val_sets, pseudo, log, resume, device,
             restore_rng(saved["rng"])
         else:
             torch.manual_seed(derive_seed(config.seed, ctx.rank, state.step))
-        logger.info("resuming from step %d (epoch %d, batch %d)", state.step, state.epoch, state.batch_in_epoch)
+        logger.info(
+            "resuming from step %d (epoch %d, batch %d)",
+            state.step,
+            state.epoch,
+            state.batch_in_epoch,
+        )
     else:
         torch.manual_seed(derive_seed(config.seed, ctx.rank))
     if not state.precision:
-        choice, measured = resolve_precision(config.precision, device, model, min(config.batch_size, 8), data.image_size)
+        choice, measured = resolve_precision(
+            config.precision, device, model, min(config.batch_size, 8), data.image_size
+        )
         state.precision = dist_utils.broadcast_object(choice, ctx)
         logger.info("precision %s %s", state.precision, measured)
     ddp_model = dist_utils.wrap(model, ctx, device)
@@ -337,10 +390,17 @@ def _train(config, out_dir, labeled_dirs, val_sets, pseudo, log, resume, device,
 
     def checkpoint() -> None:
         if ctx.is_main:
-            save_train_state(ckpt_dir, model, {
-                "step": state.step, "fingerprint": fingerprint, "loop": state.to_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            })
+            save_train_state(
+                ckpt_dir,
+                model,
+                {
+                    "step": state.step,
+                    "fingerprint": fingerprint,
+                    "loop": state.to_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                },
+            )
         dist_utils.barrier(ctx)
 
     # ---- the loop
@@ -355,8 +415,12 @@ def _train(config, out_dir, labeled_dirs, val_sets, pseudo, log, resume, device,
                 if state.batch_in_epoch >= epoch_batches[epoch] or state.step >= total_steps:
                     break
                 lr = optimizer.param_groups[0]["lr"]
-                generator = torch.Generator().manual_seed(derive_seed(config.seed, ctx.rank, state.step, 7))
-                out = train_step(ddp_model, optimizer, batch, config, device, state.precision, generator)
+                generator = torch.Generator().manual_seed(
+                    derive_seed(config.seed, ctx.rank, state.step, 7)
+                )
+                out = train_step(
+                    ddp_model, optimizer, batch, config, device, state.precision, generator
+                )
                 scheduler.step()
                 state.step += 1
                 state.batch_in_epoch += 1
@@ -386,8 +450,11 @@ def _train(config, out_dir, labeled_dirs, val_sets, pseudo, log, resume, device,
                     step_start = time.perf_counter()
 
         # ---- end of epoch: validate, record, checkpoint
-        row = {"epoch": epoch + 1, "step": state.step,
-               "train/loss": state.epoch_loss_sum / max(state.epoch_loss_count, 1)}
+        row = {
+            "epoch": epoch + 1,
+            "step": state.step,
+            "train/loss": state.epoch_loss_sum / max(state.epoch_loss_count, 1),
+        }
         row.update(_validate(model, val_sets, config, device, state.precision, ctx))
         emit({k: v for k, v in row.items() if k not in ("epoch", "step")}, state.step)
         state.history.append(row)
@@ -410,13 +477,21 @@ def _train(config, out_dir, labeled_dirs, val_sets, pseudo, log, resume, device,
     if ctx.is_main:
         _write_history(out_dir, state, config, plots=True)
         _write_samples(out_dir, model, val_sets, config, device, state.precision)
-        save_checkpoint(final_path, model, metadata={
-            "train_config": config.model_dump(mode="json"),
-            "metrics": {k: v for k, v in metrics.items() if math.isfinite(v)},
-        })
+        save_checkpoint(
+            final_path,
+            model,
+            metadata={
+                "train_config": config.model_dump(mode="json"),
+                "metrics": {k: v for k, v in metrics.items() if math.isfinite(v)},
+            },
+        )
     dist_utils.barrier(ctx)
-    logger.info("trained %d steps in %.1f s (this session %.1f s)", state.step, state.wall_seconds,
-                time.perf_counter() - started)
+    logger.info(
+        "trained %d steps in %.1f s (this session %.1f s)",
+        state.step,
+        state.wall_seconds,
+        time.perf_counter() - started,
+    )
     return TrainResult(metrics=metrics, history=state.history, checkpoint=final_path, model=model)
 
 
@@ -428,14 +503,19 @@ def _epoch_unfinished(state: LoopState) -> bool:
 # ---------------------------------------------------------------------------------- helpers
 
 
-def _fingerprint(config: TrainConfig, data: TrainData, val_sets: dict[str, Path], total_steps: int) -> str:
+def _fingerprint(
+    config: TrainConfig, data: TrainData, val_sets: dict[str, Path], total_steps: int
+) -> str:
     """What a checkpoint must match to be resumed: configuration, data and schedule length."""
-    return json.dumps({
-        "config": config.model_dump(mode="json"),
-        "sources": [os.path.abspath(s) for s in data.sources],
-        "val_sets": sorted(val_sets),
-        "total_steps": total_steps,
-    }, sort_keys=True)
+    return json.dumps(
+        {
+            "config": config.model_dump(mode="json"),
+            "sources": [os.path.abspath(s) for s in data.sources],
+            "val_sets": sorted(val_sets),
+            "total_steps": total_steps,
+        },
+        sort_keys=True,
+    )
 
 
 def _validate(model, val_sets, config, device, precision, ctx) -> dict[str, float]:
@@ -443,8 +523,15 @@ def _validate(model, val_sets, config, device, precision, ctx) -> dict[str, floa
     values: dict[str, float] = {}
     if ctx.is_main:
         for name, path in val_sets.items():
-            result = evaluate_model(model, path, batch_size=config.batch_size, device=device,
-                                    amp=precision, max_images=config.val_max_images, seed=config.seed)
+            result = evaluate_model(
+                model,
+                path,
+                batch_size=config.batch_size,
+                device=device,
+                amp=precision,
+                max_images=config.val_max_images,
+                seed=config.seed,
+            )
             values.update({f"val/{name}/{k}": v for k, v in result.items()})
     dist_utils.barrier(ctx)
     return values
@@ -453,20 +540,28 @@ def _validate(model, val_sets, config, device, precision, ctx) -> dict[str, floa
 def _final_metrics(state: LoopState) -> dict[str, float]:
     last = state.history[-1] if state.history else {}
     metrics = {k: float(v) for k, v in last.items() if k.startswith(("val/", "train/"))}
-    metrics.update({
-        "train/steps": float(state.step),
-        "train/epochs": float(len(state.history)),
-        "train/wall_seconds": state.wall_seconds,
-        "train/images_per_second": state.train_images / max(state.train_seconds, 1e-9),
-        "train/bf16": float(state.precision == "bf16"),
-    })
+    metrics.update(
+        {
+            "train/steps": float(state.step),
+            "train/epochs": float(len(state.history)),
+            "train/wall_seconds": state.wall_seconds,
+            "train/images_per_second": state.train_images / max(state.train_seconds, 1e-9),
+            "train/bf16": float(state.precision == "bf16"),
+        }
+    )
     return metrics
 
 
-def _write_history(out_dir: Path, state: LoopState, config: TrainConfig, plots: bool = False) -> None:
+def _write_history(
+    out_dir: Path, state: LoopState, config: TrainConfig, plots: bool = False
+) -> None:
     """history.json after every epoch (cheap, for watching a run); the pictures at the end."""
-    payload = {"precision": state.precision, "epochs": state.history, "steps": state.steps_log,
-               "config": config.model_dump(mode="json")}
+    payload = {
+        "precision": state.precision,
+        "epochs": state.history,
+        "steps": state.steps_log,
+        "config": config.model_dump(mode="json"),
+    }
     tmp = out_dir / f".{HISTORY_FILE}.tmp"
     tmp.write_text(json.dumps(payload, indent=1, allow_nan=True))
     os.replace(tmp, out_dir / HISTORY_FILE)
@@ -480,13 +575,18 @@ def _write_samples(out_dir, model, val_sets, config, device, precision) -> None:
     """image | prediction | ground truth for the first images of the first validation set."""
     if config.n_samples == 0 or not val_sets:
         return
-    arrays = load_arrays(next(iter(val_sets.values())), limit=config.n_samples,
-                         keys=["image", "depth", "mask"])
+    arrays = load_arrays(
+        next(iter(val_sets.values())), limit=config.n_samples, keys=["image", "depth", "mask"]
+    )
     image = torch.from_numpy(arrays["image"]).permute(0, 3, 1, 2).float().div(255.0).to(device)
     model.eval()
     with autocast(device, precision):
         pred = model(image).float().cpu().numpy()
     depth, mask = arrays["depth"], arrays["mask"].astype(bool) & (arrays["depth"] > 0)
-    gt = [torch.where(torch.from_numpy(m), 1.0 / torch.from_numpy(d).clamp(min=1e-6), 0.0).numpy()
-          for d, m in zip(depth, mask)]
-    plot_depth_samples(list(arrays["image"]), list(pred), gt, out_dir / "samples.png", masks=list(mask))
+    gt = [
+        torch.where(torch.from_numpy(m), 1.0 / torch.from_numpy(d).clamp(min=1e-6), 0.0).numpy()
+        for d, m in zip(depth, mask)
+    ]
+    plot_depth_samples(
+        list(arrays["image"]), list(pred), gt, out_dir / "samples.png", masks=list(mask)
+    )

@@ -19,7 +19,12 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from depth_core.data.image_io import ImageReadError, read_depth, read_image
-from depth_core.data.importers import DEFAULT_DEPTH_SUFFIXES, DatasetImportError, RGBDImportConfig, scan_rgbd_pairs
+from depth_core.data.importers import (
+    DEFAULT_DEPTH_SUFFIXES,
+    DatasetImportError,
+    RGBDImportConfig,
+    scan_rgbd_pairs,
+)
 from depth_core.data.manifest import is_dataset_complete
 from depth_core.device import pick_device
 from depth_core.evaluation import MetricAccumulator, evaluate_model, evaluate_row_prior
@@ -35,24 +40,45 @@ CHUNK = 16  # images read, predicted and scored at a time: memory stays flat on 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "evaluate", help="evaluate checkpoints on a folder of RGB-D pairs (or a dataset)",
+        "evaluate",
+        help="evaluate checkpoints on a folder of RGB-D pairs (or a dataset)",
         description=__doc__.splitlines()[0],
     )
-    parser.add_argument("--checkpoint", required=True, action="append", metavar="[NAME=]CKPT",
-                        help="model checkpoint; repeat to compare several")
-    parser.add_argument("--data", required=True, help="folder of RGB-D pairs, or a dataset directory")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        action="append",
+        metavar="[NAME=]CKPT",
+        help="model checkpoint; repeat to compare several",
+    )
+    parser.add_argument(
+        "--data", required=True, help="folder of RGB-D pairs, or a dataset directory"
+    )
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
-    parser.add_argument("--depth-scale", type=float, default=1.0,
-                        help="raw depth is divided by this (16-bit PNG: NYU 1000, TUM 5000, KITTI 256)")
-    parser.add_argument("--disparity", action="store_true", help="the maps hold disparity, not depth")
+    parser.add_argument(
+        "--depth-scale",
+        type=float,
+        default=1.0,
+        help="raw depth is divided by this (16-bit PNG: NYU 1000, TUM 5000, KITTI 256)",
+    )
+    parser.add_argument(
+        "--disparity", action="store_true", help="the maps hold disparity, not depth"
+    )
     parser.add_argument("--min-depth", type=float, default=0.0, help="depth <= this is invalid")
     parser.add_argument("--max-depth", type=float, default=None, help="depth > this is invalid")
-    parser.add_argument("--depth-suffix", action="append", default=None, metavar="SUFFIX",
-                        help=f"depth file name ending, repeatable (default: {', '.join(DEFAULT_DEPTH_SUFFIXES[:3])}, ...)")
+    parser.add_argument(
+        "--depth-suffix",
+        action="append",
+        default=None,
+        metavar="SUFFIX",
+        help=f"depth file name ending, repeatable (default: {', '.join(DEFAULT_DEPTH_SUFFIXES[:3])}, ...)",
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--amp", default="fp32", choices=["auto", "fp32", "bf16", "fp16"])
-    parser.add_argument("--flip-tta", action="store_true", help="average with the mirrored prediction")
+    parser.add_argument(
+        "--flip-tta", action="store_true", help="average with the mirrored prediction"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -66,12 +92,16 @@ def _named_checkpoints(entries: list[str]) -> dict[str, Path]:
         if not name:
             name = path.parent.name if path.stem == "model" and path.parent.name else path.stem
         if name in named:
-            raise ValueError(f"two checkpoints are named {name!r}; use NAME=PATH to tell them apart")
+            raise ValueError(
+                f"two checkpoints are named {name!r}; use NAME=PATH to tell them apart"
+            )
         named[name] = path
     return named
 
 
-def evaluate_folder(models: dict[str, Any], data: Path, config: RGBDImportConfig, args) -> dict[str, Any]:
+def evaluate_folder(
+    models: dict[str, Any], data: Path, config: RGBDImportConfig, args
+) -> dict[str, Any]:
     """Original-resolution metrics of every model and the baseline on a folder of RGB-D pairs."""
     pairs, skipped = scan_rgbd_pairs(data, config)
     scores = {name: MetricAccumulator() for name in [*models, BASELINE]}
@@ -80,32 +110,58 @@ def evaluate_folder(models: dict[str, Any], data: Path, config: RGBDImportConfig
     bar = tqdm(total=len(pairs), unit="img", desc="evaluate", disable=args.quiet)
     for start in range(0, len(pairs), CHUNK):
         images, depths, masks = [], [], []
-        for image_path, depth_path in pairs[start:start + CHUNK]:
+        for image_path, depth_path in pairs[start : start + CHUNK]:
             try:
                 image = read_image(image_path, apply_exif=False)
-                depth, mask = read_depth(depth_path, scale=config.depth_scale, is_disparity=config.is_disparity,
-                                         min_depth=config.min_depth, max_depth=config.max_depth)
+                depth, mask = read_depth(
+                    depth_path,
+                    scale=config.depth_scale,
+                    is_disparity=config.is_disparity,
+                    min_depth=config.min_depth,
+                    max_depth=config.max_depth,
+                )
             except ImageReadError as exc:
-                skipped.append({"file": image_path.relative_to(data).as_posix(), "code": "unreadable",
-                                "reason": str(exc)})
+                skipped.append(
+                    {
+                        "file": image_path.relative_to(data).as_posix(),
+                        "code": "unreadable",
+                        "reason": str(exc),
+                    }
+                )
                 continue
             if image.shape[:2] != depth.shape or not mask.any():
-                reason = "no valid depth pixel" if image.shape[:2] == depth.shape else (
-                    f"image {image.shape[1]}x{image.shape[0]} vs depth {depth.shape[1]}x{depth.shape[0]}")
-                skipped.append({"file": image_path.relative_to(data).as_posix(), "code": "unusable",
-                                "reason": reason})
+                reason = (
+                    "no valid depth pixel"
+                    if image.shape[:2] == depth.shape
+                    else (
+                        f"image {image.shape[1]}x{image.shape[0]} vs depth {depth.shape[1]}x{depth.shape[0]}"
+                    )
+                )
+                skipped.append(
+                    {
+                        "file": image_path.relative_to(data).as_posix(),
+                        "code": "unusable",
+                        "reason": reason,
+                    }
+                )
                 continue
             images.append(image)
             depths.append(depth)
             masks.append(mask)
         for name, model in models.items():
-            predictions = predict_disparity(model, images, batch_size=args.batch_size, device=device,
-                                            flip_tta=args.flip_tta, amp=amp)
+            predictions = predict_disparity(
+                model,
+                images,
+                batch_size=args.batch_size,
+                device=device,
+                flip_tta=args.flip_tta,
+                amp=amp,
+            )
             for pred, depth, mask in zip(predictions, depths, masks):
                 scores[name].add(pred, depth, mask)
         for depth, mask in zip(depths, masks):
             scores[BASELINE].add(row_prior_disparity(*depth.shape).numpy(), depth, mask)
-        bar.update(len(pairs[start:start + CHUNK]))
+        bar.update(len(pairs[start : start + CHUNK]))
     bar.close()
     if not scores[BASELINE].per_image:
         raise DatasetImportError(f"no usable RGB-D pair in {data} ({len(skipped)} files skipped)")
@@ -116,8 +172,10 @@ def evaluate_dataset(models: dict[str, Any], data: Path, args) -> dict[str, Any]
     """Metrics on a sharded dataset directory (images at the dataset's resolution)."""
     device = pick_device(args.device)
     amp = resolve_inference_amp(args.amp, device)
-    results = {name: evaluate_model(model, data, batch_size=args.batch_size, device=device, amp=amp)
-               for name, model in models.items()}
+    results = {
+        name: evaluate_model(model, data, batch_size=args.batch_size, device=device, amp=amp)
+        for name, model in models.items()
+    }
     results[BASELINE] = evaluate_row_prior(data)
     return {"results": results, "skipped": []}
 
@@ -129,7 +187,11 @@ def format_table(results: dict[str, dict[str, float]]) -> str:
         cells = []
         for column in COLUMNS:
             value = values.get(column, math.nan)
-            cells.append(f"{int(value):>17d}" if column == "n_images" and math.isfinite(value) else f"{value:>17.4f}")
+            cells.append(
+                f"{int(value):>17d}"
+                if column == "n_images" and math.isfinite(value)
+                else f"{value:>17.4f}"
+            )
         lines.append(f"{name:<{width}}  " + "  ".join(cells))
     return "\n".join(lines)
 
@@ -141,21 +203,38 @@ def run(args: argparse.Namespace) -> int:
         if args.batch_size < 1:
             raise ValueError("--batch-size must be >= 1")
         device = pick_device(args.device)
-        models = {name: load_checkpoint(path, map_location=device)[0] for name, path in checkpoints.items()}
+        models = {
+            name: load_checkpoint(path, map_location=device)[0]
+            for name, path in checkpoints.items()
+        }
         if not data.is_dir():
             raise FileNotFoundError(f"--data {data} is not a folder")
         if is_dataset_complete(data):
             report = evaluate_dataset(models, data, args)
         else:
-            options: dict[str, Any] = dict(depth_scale=args.depth_scale, is_disparity=args.disparity,
-                                           min_depth=args.min_depth, max_depth=args.max_depth)
+            options: dict[str, Any] = {
+                "depth_scale": args.depth_scale,
+                "is_disparity": args.disparity,
+                "min_depth": args.min_depth,
+                "max_depth": args.max_depth,
+            }
             if args.depth_suffix:
                 options["depth_suffixes"] = args.depth_suffix
             report = evaluate_folder(models, data, RGBDImportConfig(**options), args)
-    except (FileNotFoundError, CheckpointError, DatasetImportError, RuntimeError, ValueError) as exc:
+    except (
+        FileNotFoundError,
+        CheckpointError,
+        DatasetImportError,
+        RuntimeError,
+        ValueError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    report = {"data": str(data), "checkpoints": {k: str(v) for k, v in checkpoints.items()}, **report}
+    report = {
+        "data": str(data),
+        "checkpoints": {k: str(v) for k, v in checkpoints.items()},
+        **report,
+    }
     print(format_table(report["results"]))
     if report["skipped"]:
         print(f"skipped {len(report['skipped'])} file(s):")

@@ -29,16 +29,21 @@ from depth_core.viz import colorize_disparity
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "predict", help="predict disparity for an image or a folder of images",
+        "predict",
+        help="predict disparity for an image or a folder of images",
         description=__doc__.splitlines()[0],
     )
     parser.add_argument("--checkpoint", required=True, help="model .safetensors checkpoint")
-    parser.add_argument("--input", required=True, help="an image file or a folder (searched recursively)")
+    parser.add_argument(
+        "--input", required=True, help="an image file or a folder (searched recursively)"
+    )
     parser.add_argument("--output", required=True, help="folder for <stem>.npy and <stem>.png")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--amp", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
-    parser.add_argument("--flip-tta", action="store_true", help="average with the mirrored prediction")
+    parser.add_argument(
+        "--flip-tta", action="store_true", help="average with the mirrored prediction"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -53,7 +58,11 @@ def find_images(source: Path) -> list[Path]:
     found = []
     for root, dirs, files in os.walk(source):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [Path(root) / f for f in files if not f.startswith(".") and Path(f).suffix.lower() in extensions]
+        found += [
+            Path(root) / f
+            for f in files
+            if not f.startswith(".") and Path(f).suffix.lower() in extensions
+        ]
     return sorted(found)
 
 
@@ -96,8 +105,9 @@ def run(args: argparse.Namespace) -> int:
             yield image
 
     written = 0
-    for disparity in iterate_predictions(model, images(), batch_size=args.batch_size, device=device,
-                                         flip_tta=args.flip_tta, amp=amp):
+    for disparity in iterate_predictions(
+        model, images(), batch_size=args.batch_size, device=device, flip_tta=args.flip_tta, amp=amp
+    ):
         path = readable.popleft()
         stem = output_stem(path, source, output)
         stem.parent.mkdir(parents=True, exist_ok=True)

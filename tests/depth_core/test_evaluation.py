@@ -30,8 +30,15 @@ def _dataset(root, n=6, size=24, nearer_at_bottom=True, seed=0):
     image[..., 0] = np.round(disp / disp.max() * 255).astype(np.uint8)
     for k, start in enumerate(range(0, n, 4)):
         part = slice(start, min(n, start + 4))
-        write_shard(shard_path(root, k), {"id": np.array([f"e{i}" for i in range(n)])[part],
-                                           "image": image[part], "depth": depth[part], "mask": mask[part]})
+        write_shard(
+            shard_path(root, k),
+            {
+                "id": np.array([f"e{i}" for i in range(n)])[part],
+                "image": image[part],
+                "depth": depth[part],
+                "mask": mask[part],
+            },
+        )
     finalize_dataset(root)
     return root
 
@@ -82,7 +89,10 @@ def test_row_prior_baseline(tmp_path):
 
 def test_evaluate_predictions_any_size():
     rng = np.random.default_rng(0)
-    depths = [rng.uniform(1, 5, (10, 14)).astype(np.float32), rng.uniform(1, 5, (7, 9)).astype(np.float32)]
+    depths = [
+        rng.uniform(1, 5, (10, 14)).astype(np.float32),
+        rng.uniform(1, 5, (7, 9)).astype(np.float32),
+    ]
     masks = [np.ones_like(d, dtype=bool) for d in depths]
     preds = [3.0 / d + 1.0 for d in depths]  # exact up to scale and shift
     result = evaluate_predictions(preds, depths, masks)

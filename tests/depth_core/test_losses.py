@@ -81,7 +81,9 @@ def ref_gradient(pred, target, mask, scales=4, reduction="batch"):
     return total
 
 
-def ref_depth_loss(pred, target, mask, method="lstsq", alpha=2.0, scales=4, reduction="batch", trim=0.0):
+def ref_depth_loss(
+    pred, target, mask, method="lstsq", alpha=2.0, scales=4, reduction="batch", trim=0.0
+):
     aligned = [ref_aligned_maps(p, t, m, method) for p, t, m in zip(pred, target, mask)]
     ap = np.stack([a for a, _ in aligned])
     at = np.stack([b for _, b in aligned])
@@ -160,7 +162,9 @@ def test_median_normalisation_is_zero_outside_mask_and_ignores_invalid_values():
 def test_median_normalisation_is_scale_invariant_down_to_the_mad_floor():
     x = tensor([[[1.0, 2.0, 3.0, 10.0]]], dtype=torch.float64)
     mask = torch.ones_like(x, dtype=torch.bool)
-    assert normalize_median(1e-5 * x, mask).flatten().tolist() == pytest.approx([-0.6, -0.2, 0.2, 3.0])
+    assert normalize_median(1e-5 * x, mask).flatten().tolist() == pytest.approx(
+        [-0.6, -0.2, 0.2, 3.0]
+    )
     # median 0, mean absolute deviation 1e-7 < 1e-6: divided by the floor instead
     tiny = tensor([[[0.0, 0.0, 0.0, 4e-7]]], dtype=torch.float64)
     assert normalize_median(tiny, mask).flatten().tolist() == pytest.approx([0.0, 0.0, 0.0, 0.4])
@@ -215,7 +219,9 @@ def test_reductions_weight_images_differently():
     mask = torch.tensor([[[True] * 4], [[True, True, False, False]]])
     # image 0: e = 6 over 4 pixels; image 1: target [0, 2], mean 1, e = 1 over 2 pixels
     assert ssi_loss(pred, target, mask, reduction="batch").item() == pytest.approx(7 / 6)
-    assert ssi_loss(pred, target, mask, reduction="image").item() == pytest.approx((6 / 4 + 1 / 2) / 2)
+    assert ssi_loss(pred, target, mask, reduction="image").item() == pytest.approx(
+        (6 / 4 + 1 / 2) / 2
+    )
 
 
 def test_depth_loss_is_ssi_plus_alpha_gradient_and_returns_parts():
@@ -223,11 +229,13 @@ def test_depth_loss_is_ssi_plus_alpha_gradient_and_returns_parts():
     total, parts = depth_loss(pred, target, mask, alpha=3.0, return_parts=True)
     assert set(parts) == {"ssi", "gradient"}
     assert parts["ssi"].item() == pytest.approx(ssi_loss(pred, target, mask).item(), rel=1e-6)
-    assert total.item() == pytest.approx(parts["ssi"].item() + 3.0 * parts["gradient"].item(), rel=1e-6)
+    assert total.item() == pytest.approx(
+        parts["ssi"].item() + 3.0 * parts["gradient"].item(), rel=1e-6
+    )
 
 
 def test_lstsq_cannot_see_inverted_prediction_but_median_can():
-    pred, target, mask = random_batch(2)
+    _, target, mask = random_batch(2)
     inverted = -target
     scale, _ = align_lstsq(inverted, target, mask)
     has_scale = mask.sum(dim=(1, 2)) >= 2
@@ -314,7 +322,9 @@ def test_ssi_gradcheck(method, trim):
 
 def test_gradient_matching_gradcheck():
     pred, target, mask = random_batch(7, batch=3, height=6, width=5, dtype=torch.float64)
-    _gradcheck(lambda p, t, m: gradient_matching_loss(p, t, m, reduction="image"), pred, target, mask)
+    _gradcheck(
+        lambda p, t, m: gradient_matching_loss(p, t, m, reduction="image"), pred, target, mask
+    )
 
 
 @pytest.mark.parametrize("method", ["lstsq", "median"])
@@ -358,7 +368,9 @@ def test_degenerate_inputs_stay_finite_and_differentiable(case, method, reductio
     pred, target, mask = _degenerate_cases()[case]
     for trim in (0.0, 0.2):
         leaf = pred.clone().requires_grad_(True)
-        total, parts = depth_loss(leaf, target, mask, method=method, reduction=reduction, trim=trim, return_parts=True)
+        total, parts = depth_loss(
+            leaf, target, mask, method=method, reduction=reduction, trim=trim, return_parts=True
+        )
         assert total.ndim == 0 and torch.isfinite(total)
         assert all(torch.isfinite(v) for v in parts.values())
         total.backward()

@@ -28,7 +28,10 @@ def random_scene(seed, batch=4, height=10, width=12):
     gt = 1.0 + 19.0 * torch.rand(batch, height, width, generator=gen)
     noise = 1.0 + 0.3 * torch.rand(batch, height, width, generator=gen)
     pred = 3.0 / gt * noise + 0.2
-    mask = torch.rand(batch, height, width, generator=gen) < torch.linspace(0.3, 1.0, batch)[:, None, None]
+    mask = (
+        torch.rand(batch, height, width, generator=gen)
+        < torch.linspace(0.3, 1.0, batch)[:, None, None]
+    )
     return pred, gt, mask
 
 
@@ -46,7 +49,9 @@ def ground_plane(height=32, width=24, horizon=10.5, focal=100.0, camera_height=1
 
 def test_perfect_prediction_up_to_scale_and_shift():
     _, gt, mask = random_scene(0)
-    metrics = evaluate_disparity(2.0 / gt + 0.5, gt, mask, generator=torch.Generator().manual_seed(0))
+    metrics = evaluate_disparity(
+        2.0 / gt + 0.5, gt, mask, generator=torch.Generator().manual_seed(0)
+    )
     assert set(metrics) == {"abs_rel", "delta1", "pair_accuracy", "scale"}
     assert all(v.shape == (4,) and v.dtype == torch.float32 for v in metrics.values())
     np.testing.assert_allclose(metrics["abs_rel"].numpy(), 0.0, atol=1e-5)
@@ -124,8 +129,12 @@ def test_constant_depth_has_no_ordinal_pairs():
 def test_sampled_pair_accuracy_is_seeded_and_close_to_exhaustive():
     pred, gt, mask = random_scene(5, batch=2, height=8, width=8)
     pred = 1.0 / gt + 0.04 * torch.randn(pred.shape, generator=torch.Generator().manual_seed(1))
-    first = evaluate_disparity(pred, gt, mask, n_pairs=3000, generator=torch.Generator().manual_seed(7))
-    again = evaluate_disparity(pred, gt, mask, n_pairs=3000, generator=torch.Generator().manual_seed(7))
+    first = evaluate_disparity(
+        pred, gt, mask, n_pairs=3000, generator=torch.Generator().manual_seed(7)
+    )
+    again = evaluate_disparity(
+        pred, gt, mask, n_pairs=3000, generator=torch.Generator().manual_seed(7)
+    )
     torch.testing.assert_close(first["pair_accuracy"], again["pair_accuracy"])
     for b in range(2):
         p, g = pred[b][mask[b]].double(), gt[b][mask[b]].double()
@@ -212,12 +221,27 @@ def test_pair_accuracy_rejects_bad_points():
         pair_accuracy(disp, torch.tensor([[0, 0]]), torch.tensor([[3, 0]]), torch.tensor([1]))
     with pytest.raises(ValueError, match="closer"):
         pair_accuracy(disp, torch.tensor([[0, 0]]), torch.tensor([[1, 0]]), torch.tensor([0]))
-    assert math.isnan(pair_accuracy(disp, torch.zeros(0, 2, dtype=torch.long), torch.zeros(0, 2, dtype=torch.long), torch.zeros(0)).item())
+    assert math.isnan(
+        pair_accuracy(
+            disp,
+            torch.zeros(0, 2, dtype=torch.long),
+            torch.zeros(0, 2, dtype=torch.long),
+            torch.zeros(0),
+        ).item()
+    )
 
 
 def test_summarize_averages_images_across_batches():
-    first = {"abs_rel": torch.tensor([0.1, 0.3]), "pair_accuracy": torch.tensor([1.0, float("nan")]), "scale": torch.tensor([1.0, -2.0])}
-    second = {"abs_rel": torch.tensor([0.2]), "pair_accuracy": torch.tensor([0.5]), "scale": torch.tensor([3.0])}
+    first = {
+        "abs_rel": torch.tensor([0.1, 0.3]),
+        "pair_accuracy": torch.tensor([1.0, float("nan")]),
+        "scale": torch.tensor([1.0, -2.0]),
+    }
+    second = {
+        "abs_rel": torch.tensor([0.2]),
+        "pair_accuracy": torch.tensor([0.5]),
+        "scale": torch.tensor([3.0]),
+    }
     summary = summarize([first, second])
     assert summary["abs_rel"] == pytest.approx(0.2)
     assert summary["pair_accuracy"] == pytest.approx(0.75)

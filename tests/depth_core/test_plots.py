@@ -30,13 +30,22 @@ def test_loss_curve_without_steps_still_writes(tmp_path):
 
 def test_epoch_metrics_one_panel_per_metric(tmp_path):
     history = [
-        {"epoch": e, "val/synthetic/abs_rel": 0.3 - 0.01 * e, "val/target/abs_rel": 0.4,
-         "val/synthetic/delta1": 0.5 + 0.01 * e, "val/synthetic/n_images": 8.0}
+        {
+            "epoch": e,
+            "val/synthetic/abs_rel": 0.3 - 0.01 * e,
+            "val/target/abs_rel": 0.4,
+            "val/synthetic/delta1": 0.5 + 0.01 * e,
+            "val/synthetic/n_images": 8.0,
+        }
         for e in range(1, 4)
     ]
     wide = _png(plot_epoch_metrics(history, tmp_path / "val.png"))
-    narrow = _png(plot_epoch_metrics([{k: v for k, v in row.items() if "delta1" not in k}
-                                      for row in history], tmp_path / "val1.png"))
+    narrow = _png(
+        plot_epoch_metrics(
+            [{k: v for k, v in row.items() if "delta1" not in k} for row in history],
+            tmp_path / "val1.png",
+        )
+    )
     assert wide.shape[1] > narrow.shape[1] * 1.5  # two panels vs one (n_images not drawn)
 
 

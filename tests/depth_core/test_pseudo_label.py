@@ -13,8 +13,12 @@ from depth_core.inference import predict_disparity
 from depth_core.models import ModelConfig, build_model, save_checkpoint
 from depth_core.pseudo_label import generate_pseudo_labels
 
-TINY_VIT = dict(backbone="vit_tiny_patch16_224", features=16, img_size=32,
-                backbone_kwargs=dict(depth=4, embed_dim=48, num_heads=2))
+TINY_VIT = {
+    "backbone": "vit_tiny_patch16_224",
+    "features": 16,
+    "img_size": 32,
+    "backbone_kwargs": {"depth": 4, "embed_dim": 48, "num_heads": 2},
+}
 
 
 @pytest.fixture(autouse=True)
@@ -32,17 +36,28 @@ def setup(tmp_path_factory):
     images = rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
     unlabeled = root / "unlabeled"
     for k, start in enumerate(range(0, 10, 4)):
-        write_shard(shard_path(unlabeled, k), {"id": np.array([f"u{i}" for i in range(start, min(10, start + 4))]),
-                                               "image": images[start:start + 4]})
+        write_shard(
+            shard_path(unlabeled, k),
+            {
+                "id": np.array([f"u{i}" for i in range(start, min(10, start + 4))]),
+                "image": images[start : start + 4],
+            },
+        )
     finalize_dataset(unlabeled)
     torch.manual_seed(0)
     model = build_model(ModelConfig(**TINY_VIT))
     checkpoint = save_checkpoint(root / "teacher.safetensors", model)
-    return {"root": root, "unlabeled": unlabeled, "checkpoint": checkpoint, "images": images, "model": model}
+    return {
+        "root": root,
+        "unlabeled": unlabeled,
+        "checkpoint": checkpoint,
+        "images": images,
+        "model": model,
+    }
 
 
 def _run(setup, out, **kwargs):
-    values = dict(batch_size=3, device="cpu", amp="fp32", flip_tta=False, progress=False)
+    values = {"batch_size": 3, "device": "cpu", "amp": "fp32", "flip_tta": False, "progress": False}
     values.update(kwargs)
     return generate_pseudo_labels(setup["checkpoint"], setup["unlabeled"], out, **values)
 
@@ -69,14 +84,19 @@ def test_rerun_skips_done_shards_and_redoes_missing_ones(setup, tmp_path):
     out = tmp_path / "p"
     _run(setup, out)
     again = _run(setup, out)
-    assert again["n_shards_written"] == 0 and again["n_shards_skipped"] == 3 and again["n_images"] == 0
+    assert (
+        again["n_shards_written"] == 0 and again["n_shards_skipped"] == 3 and again["n_images"] == 0
+    )
     shard_path(out, 1).unlink()
     (out / "shards" / ".shard-000001.npz.123.dead.tmp").write_bytes(b"half a shard")
     redo = _run(setup, out)
     assert redo["n_shards_written"] == 1 and redo["n_images"] == 4
     assert not list((out / "shards").glob(".*tmp"))
     # a shard that labels other images (the unlabeled set changed) is redone as well
-    write_shard(shard_path(out, 2), {"id": np.array(["x", "y"]), "disparity": np.zeros((2, 32, 32), np.float16)})
+    write_shard(
+        shard_path(out, 2),
+        {"id": np.array(["x", "y"]), "disparity": np.zeros((2, 32, 32), np.float16)},
+    )
     assert _run(setup, out)["n_shards_written"] == 1
     assert list(read_shard(shard_path(out, 2))["id"]) == ["u8", "u9"]
 
@@ -121,6 +141,9 @@ def test_bf16_labels_close_to_fp32(setup, tmp_path):
 
 
 def test_incomplete_unlabeled_set_is_refused(setup, tmp_path):
-    write_shard(shard_path(tmp_path / "raw", 0), {"id": np.array(["a"]), "image": np.zeros((1, 8, 8, 3), np.uint8)})
+    write_shard(
+        shard_path(tmp_path / "raw", 0),
+        {"id": np.array(["a"]), "image": np.zeros((1, 8, 8, 3), np.uint8)},
+    )
     with pytest.raises(FileNotFoundError, match="summary.json"):
         generate_pseudo_labels(setup["checkpoint"], tmp_path / "raw", tmp_path / "p", device="cpu")

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from pydantic import ValidationError
 
 from depth_core.data.camera_effects import CameraEffectsConfig, sample_effects
@@ -96,6 +97,15 @@ def test_batch_shapes_dtypes_and_value_ranges(domain):
     assert depth.max() <= RenderConfig().max_depth
     assert mask.mean() > 0.5  # most of every picture is geometry, not sky
     assert out["image"].std() > 10  # not blank
+
+
+def test_thread_setting_is_restored_and_does_not_change_results():
+    before = torch.get_num_threads()
+    one = render_batch(RenderConfig(**SMALL, threads=1), seed=9, count=3)
+    two = render_batch(RenderConfig(**SMALL, threads=2), seed=9, count=3)
+    assert torch.get_num_threads() == before
+    assert one["image"].tobytes() == two["image"].tobytes()
+    assert one["depth"].tobytes() == two["depth"].tobytes()
 
 
 def test_zero_count_and_bad_arguments():

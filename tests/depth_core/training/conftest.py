@@ -10,10 +10,12 @@ import pytest
 from depth_core.data.manifest import finalize_dataset
 from depth_core.data.shards import shard_path, write_shard
 
-TINY_VIT = dict(
-    backbone="vit_tiny_patch16_224", features=16, img_size=32,
-    backbone_kwargs=dict(depth=4, embed_dim=48, num_heads=2),
-)
+TINY_VIT = {
+    "backbone": "vit_tiny_patch16_224",
+    "features": 16,
+    "img_size": 32,
+    "backbone_kwargs": {"depth": 4, "embed_dim": 48, "num_heads": 2},
+}
 
 
 def scene_arrays(n: int, size: int = 32, seed: int = 0) -> dict[str, np.ndarray]:
@@ -31,14 +33,23 @@ def scene_arrays(n: int, size: int = 32, seed: int = 0) -> dict[str, np.ndarray]
     return {"image": image, "depth": depth, "mask": mask}
 
 
-def make_dataset(root: Path, n: int, shard_size: int, kind: str = "labeled", size: int = 32,
-                 seed: int = 0, prefix: str = "s") -> Path:
+def make_dataset(
+    root: Path,
+    n: int,
+    shard_size: int,
+    kind: str = "labeled",
+    size: int = 32,
+    seed: int = 0,
+    prefix: str = "s",
+) -> Path:
     """A complete sharded dataset directory (labeled, or unlabeled = images only)."""
     arrays = scene_arrays(n, size, seed)
     for k, start in enumerate(range(0, n, shard_size)):
         stop = min(n, start + shard_size)
-        shard = {"id": np.array([f"{prefix}{i:05d}" for i in range(start, stop)]),
-                 "image": arrays["image"][start:stop]}
+        shard = {
+            "id": np.array([f"{prefix}{i:05d}" for i in range(start, stop)]),
+            "image": arrays["image"][start:stop],
+        }
         if kind == "labeled":
             shard["depth"] = arrays["depth"][start:stop]
             shard["mask"] = arrays["mask"][start:stop]
@@ -57,7 +68,9 @@ def make_pseudo(root: Path, unlabeled: Path, seed: int = 1) -> Path:
         n = len(ids)
         arrays = scene_arrays(offset + n, seed=seed)
         disparity = np.where(arrays["mask"], 1.0 / np.maximum(arrays["depth"], 1e-3), 0.0)[offset:]
-        write_shard(root / "shards" / path.name, {"id": ids, "disparity": disparity.astype(np.float16)})
+        write_shard(
+            root / "shards" / path.name, {"id": ids, "disparity": disparity.astype(np.float16)}
+        )
         offset += n
     finalize_dataset(root)
     return root
@@ -68,7 +81,9 @@ def tiny_data(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny_data")
     labeled = make_dataset(root / "labeled", n=24, shard_size=8)
     val = make_dataset(root / "val", n=6, shard_size=6, seed=5, prefix="v")
-    unlabeled = make_dataset(root / "unlabeled", n=24, shard_size=8, kind="unlabeled", seed=1, prefix="u")
+    unlabeled = make_dataset(
+        root / "unlabeled", n=24, shard_size=8, kind="unlabeled", seed=1, prefix="u"
+    )
     pseudo = make_pseudo(root / "pseudo", unlabeled, seed=1)
     return {"labeled": labeled, "val": val, "unlabeled": unlabeled, "pseudo": pseudo}
 

@@ -36,8 +36,11 @@ def main(spec_path: str) -> None:
     if spec.get("report"):
         rank = int(os.environ.get("RANK", "0"))
         report = Path(spec["report"]).with_suffix(f".rank{rank}.json")
-        report.write_text(json.dumps({"checksum": parameter_checksum(result.model).tolist(),
-                                      "metrics": result.metrics}))
+        report.write_text(
+            json.dumps(
+                {"checksum": parameter_checksum(result.model).tolist(), "metrics": result.metrics}
+            )
+        )
 
 
 if __name__ == "__main__":

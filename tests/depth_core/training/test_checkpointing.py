@@ -32,7 +32,9 @@ def test_state_round_trip_and_rng(tmp_path, tiny_vit):
     optimizer = torch.optim.AdamW(model.parameters())
     model(torch.rand(1, 3, 32, 32)).mean().backward()
     optimizer.step()
-    save_train_state(tmp_path, model, {"step": 7, "optimizer": optimizer.state_dict(), "loop": {"epoch": 1}})
+    save_train_state(
+        tmp_path, model, {"step": 7, "optimizer": optimizer.state_dict(), "loop": {"epoch": 1}}
+    )
     expected = (torch.rand(3), np.random.rand(3))  # what follows the saved RNG state
     state, loaded = load_train_state(tmp_path)
     assert state["step"] == 7 and state["loop"] == {"epoch": 1}
@@ -43,14 +45,18 @@ def test_state_round_trip_and_rng(tmp_path, tiny_vit):
     torch.manual_seed(123)
     np.random.seed(5)
     restore_rng(state["rng"])
-    assert torch.equal(torch.rand(3), expected[0]) and np.array_equal(np.random.rand(3), expected[1])
+    assert torch.equal(torch.rand(3), expected[0]) and np.array_equal(
+        np.random.rand(3), expected[1]
+    )
 
 
 def test_newer_checkpoint_replaces_older_model_file(tmp_path, tiny_vit):
     model = build_model(ModelConfig(**tiny_vit))
     save_train_state(tmp_path, model, {"step": 1})
     save_train_state(tmp_path, model, {"step": 2})
-    assert sorted(p.name for p in tmp_path.glob("model-step*")) == ["model-step00000002.safetensors"]
+    assert sorted(p.name for p in tmp_path.glob("model-step*")) == [
+        "model-step00000002.safetensors"
+    ]
     assert not list(tmp_path.glob(".*tmp"))
     assert load_train_state(tmp_path)[0]["step"] == 2
 
@@ -73,11 +79,23 @@ def test_state_with_code_is_refused(tmp_path):
 
 
 def _spec(tmp_path, tiny_data, tiny_vit, out_dir, sleep=0.0):
-    config = dict(model=tiny_vit, epochs=3, batch_size=4, precision="fp32", checkpoint_every=2,
-                  n_samples=0, optim={"warmup_steps": 2})
-    spec = {"config": config, "out_dir": str(out_dir), "labeled": str(tiny_data["labeled"]),
-            "val": str(tiny_data["val"]), "sleep": sleep,
-            "pseudo": [str(tiny_data["unlabeled"]), str(tiny_data["pseudo"])]}
+    config = {
+        "model": tiny_vit,
+        "epochs": 3,
+        "batch_size": 4,
+        "precision": "fp32",
+        "checkpoint_every": 2,
+        "n_samples": 0,
+        "optim": {"warmup_steps": 2},
+    }
+    spec = {
+        "config": config,
+        "out_dir": str(out_dir),
+        "labeled": str(tiny_data["labeled"]),
+        "val": str(tiny_data["val"]),
+        "sleep": sleep,
+        "pseudo": [str(tiny_data["unlabeled"]), str(tiny_data["pseudo"])],
+    }
     path = tmp_path / f"{out_dir.name}.json"
     path.write_text(json.dumps(spec))
     return path, TrainConfig.model_validate(config)
@@ -87,8 +105,11 @@ def test_kill_9_then_rerun_resumes_exactly(tmp_path, tiny_data, tiny_vit):
     """A student run SIGKILLed mid-epoch and re-run ends with the uninterrupted run's weights."""
     out = tmp_path / "killed"
     spec, config = _spec(tmp_path, tiny_data, tiny_vit, out, sleep=0.15)
-    process = subprocess.Popen([sys.executable, str(HERE / "run_training.py"), str(spec)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, str(HERE / "run_training.py"), str(spec)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     state_file = out / "checkpoints" / STATE_FILE
     deadline = time.time() + 60
     killed_at = None
@@ -106,12 +127,22 @@ def test_kill_9_then_rerun_resumes_exactly(tmp_path, tiny_data, tiny_vit):
     assert not (out / "model.safetensors").exists()
 
     steps = []
-    resumed = train(config, out, [tiny_data["labeled"]], {"val": tiny_data["val"]},
-                    pseudo=[(tiny_data["unlabeled"], tiny_data["pseudo"])],
-                    log=lambda m, s: steps.append(s) if "train/lr" in m else None)
+    resumed = train(
+        config,
+        out,
+        [tiny_data["labeled"]],
+        {"val": tiny_data["val"]},
+        pseudo=[(tiny_data["unlabeled"], tiny_data["pseudo"])],
+        log=lambda m, s: steps.append(s) if "train/lr" in m else None,
+    )
     assert steps[0] > killed_at - 1 and steps[-1] == 27  # 3 epochs x 9 batches, only the rest rerun
-    reference = train(config, tmp_path / "reference", [tiny_data["labeled"]], {"val": tiny_data["val"]},
-                      pseudo=[(tiny_data["unlabeled"], tiny_data["pseudo"])])
+    reference = train(
+        config,
+        tmp_path / "reference",
+        [tiny_data["labeled"]],
+        {"val": tiny_data["val"]},
+        pseudo=[(tiny_data["unlabeled"], tiny_data["pseudo"])],
+    )
     a, b = load_file(resumed.checkpoint), load_file(reference.checkpoint)
     assert a.keys() == b.keys()
     worst = max(float((a[k] - b[k]).abs().max()) for k in a)

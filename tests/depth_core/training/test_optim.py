@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
-import torch
 from torch import nn
 
 from depth_core.training.config import OptimConfig
@@ -52,7 +53,7 @@ def test_warmup_then_poly_decay():
     assert factors[:4] == pytest.approx([0.2, 0.4, 0.6, 0.8])
     assert factors[4] == pytest.approx(1.0)
     assert factors[9] == pytest.approx(0.5)
-    assert all(a >= b for a, b in zip(factors[4:], factors[5:]))
+    assert all(a >= b for a, b in itertools.pairwise(factors[4:]))
 
 
 def test_cosine_ends_at_min_ratio():
@@ -73,7 +74,7 @@ def test_scheduler_drives_every_group_and_round_trips_state():
         scheduler.step()
         lrs.append([g["lr"] for g in optimizer.param_groups])
     assert lrs[0][0] == pytest.approx(1e-3 / 3) and lrs[2][0] == pytest.approx(1e-3)
-    decoder = [i for i, g in enumerate(optimizer.param_groups) if g["name"] == "decoder"][0]
+    decoder = next(i for i, g in enumerate(optimizer.param_groups) if g["name"] == "decoder")
     assert lrs[3][decoder] == pytest.approx(1e-2)
 
     fresh_opt = build_optimizer(model, config)

@@ -34,7 +34,9 @@ def test_jitter_is_per_image_and_in_range():
 
 def test_jitter_p0_is_identity_and_p1_changes_all():
     images = _images()
-    assert torch.allclose(color_jitter(images, PerturbConfig(jitter_p=0.0), _gen()), images, atol=1e-6)
+    assert torch.allclose(
+        color_jitter(images, PerturbConfig(jitter_p=0.0), _gen()), images, atol=1e-6
+    )
     out = color_jitter(images, PerturbConfig(jitter_p=1.0), _gen())
     assert ((out - images).abs().flatten(1).amax(1) > 1e-3).all()
 
@@ -44,7 +46,7 @@ def test_blur_keeps_mean_and_lowers_variation():
     out = gaussian_blur(images, PerturbConfig(blur_p=1.0, blur_sigma=(1.5, 2.0)), _gen())
     assert out.shape == images.shape
     assert torch.allclose(out.mean(dim=(2, 3)), images.mean(dim=(2, 3)), atol=0.02)
-    tv = lambda x: (x[..., 1:] - x[..., :-1]).abs().mean(dim=(1, 2, 3))  # noqa: E731
+    tv = lambda x: (x[..., 1:] - x[..., :-1]).abs().mean(dim=(1, 2, 3))
     assert (tv(out) < 0.5 * tv(images)).all()
     same = gaussian_blur(images, PerturbConfig(blur_p=0.0), _gen())
     assert torch.equal(same, images)
@@ -72,7 +74,7 @@ def test_cutmix_boxes_area_and_probability():
     # each box is one axis-aligned rectangle: its rows and columns span a full block
     b = boxes[used][0]
     rows, cols = b.any(1).nonzero().flatten(), b.any(0).nonzero().flatten()
-    assert b[rows.min():rows.max() + 1, cols.min():cols.max() + 1].all()
+    assert b[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].all()
     assert b.sum() == len(rows) * len(cols)
 
 

@@ -23,12 +23,16 @@ def test_auto_without_native_bf16_is_fp32(monkeypatch):
     assert precision.resolve_precision("auto", torch.device("cpu"), model)[0] == "fp32"
 
 
-@pytest.mark.parametrize("seconds, expected", [({"fp32": 1.0, "bf16": 0.5}, "bf16"),
-                                               ({"fp32": 0.5, "bf16": 1.0}, "fp32")])
+@pytest.mark.parametrize(
+    "seconds, expected",
+    [({"fp32": 1.0, "bf16": 0.5}, "bf16"), ({"fp32": 0.5, "bf16": 1.0}, "fp32")],
+)
 def test_auto_keeps_the_faster(monkeypatch, seconds, expected):
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     monkeypatch.setattr(precision, "measure_step_seconds", lambda *a, **k: seconds)
-    choice, measured = precision.resolve_precision("auto", torch.device("cpu"), torch.nn.Linear(2, 2))
+    choice, measured = precision.resolve_precision(
+        "auto", torch.device("cpu"), torch.nn.Linear(2, 2)
+    )
     assert choice == expected and measured["step_seconds_fp32"] == seconds["fp32"]
 
 

@@ -10,7 +10,11 @@ from depth_core.training.config import PerturbConfig, StudentMixConfig, TrainCon
 
 def test_defaults_follow_the_recipe(tiny_vit):
     config = TrainConfig(model=tiny_vit)
-    assert config.loss.alpha == 2.0 and config.loss.pseudo_trim == 0.1 and config.loss.labeled_trim == 0.0
+    assert (
+        config.loss.alpha == 2.0
+        and config.loss.pseudo_trim == 0.1
+        and config.loss.labeled_trim == 0.0
+    )
     assert config.optim.decoder_lr_mult == 10.0
     assert (config.mix.labeled, config.mix.pseudo) == (1, 2)
     assert config.perturb.cutmix_p == 0.5

@@ -18,18 +18,36 @@ METRIC_NAMES = ("abs_rel", "delta1", "pair_accuracy", "inverted_fraction", "n_im
 
 
 def _config(tiny_vit, **overrides):
-    values = dict(model=tiny_vit, epochs=2, batch_size=4, precision="fp32", checkpoint_every=5,
-                  optim={"warmup_steps": 2, "lr": 5e-4}, n_samples=2)
+    values = {
+        "model": tiny_vit,
+        "epochs": 2,
+        "batch_size": 4,
+        "precision": "fp32",
+        "checkpoint_every": 5,
+        "optim": {"warmup_steps": 2, "lr": 5e-4},
+        "n_samples": 2,
+    }
     values.update(overrides)
     return TrainConfig.model_validate(values)
 
 
 def test_teacher_run_writes_everything_and_logs(tiny_data, tiny_vit, tmp_path):
     logged = []
-    result = train(_config(tiny_vit), tmp_path / "teacher", [tiny_data["labeled"]],
-                   {"val": tiny_data["val"]}, log=lambda m, s: logged.append((s, dict(m))))
+    result = train(
+        _config(tiny_vit),
+        tmp_path / "teacher",
+        [tiny_data["labeled"]],
+        {"val": tiny_data["val"]},
+        log=lambda m, s: logged.append((s, dict(m))),
+    )
     out = tmp_path / "teacher"
-    for name in ("model.safetensors", "history.json", "loss_curve.png", "val_metrics.png", "samples.png"):
+    for name in (
+        "model.safetensors",
+        "history.json",
+        "loss_curve.png",
+        "val_metrics.png",
+        "samples.png",
+    ):
         assert (out / name).is_file(), name
     assert (out / "checkpoints" / "train_state.pt").is_file()
     # 24 samples / batch 4 = 6 steps per epoch
@@ -51,22 +69,39 @@ def test_teacher_run_writes_everything_and_logs(tiny_data, tiny_vit, tmp_path):
 
 
 def test_student_mixes_batches_and_has_the_teachers_keys(tiny_data, tiny_vit, tmp_path):
-    teacher = train(_config(tiny_vit, epochs=1, n_samples=0), tmp_path / "t", [tiny_data["labeled"]],
-                    {"val": tiny_data["val"]})
-    student = train(_config(tiny_vit, epochs=1, n_samples=0), tmp_path / "s", [tiny_data["labeled"]],
-                    {"val": tiny_data["val"]}, pseudo=[(tiny_data["unlabeled"], tiny_data["pseudo"])])
+    teacher = train(
+        _config(tiny_vit, epochs=1, n_samples=0),
+        tmp_path / "t",
+        [tiny_data["labeled"]],
+        {"val": tiny_data["val"]},
+    )
+    student = train(
+        _config(tiny_vit, epochs=1, n_samples=0),
+        tmp_path / "s",
+        [tiny_data["labeled"]],
+        {"val": tiny_data["val"]},
+        pseudo=[(tiny_data["unlabeled"], tiny_data["pseudo"])],
+    )
     assert set(student.metrics) == set(teacher.metrics)
     # V1 1:2 -> an epoch is one pass over 24 pseudo + 12 labeled samples = 9 batches of 4
     assert student.metrics["train/steps"] == 9
-    v2 = train(_config(tiny_vit, epochs=1, n_samples=0, mix={"labeled": 0, "pseudo": 1}), tmp_path / "v2",
-               [tiny_data["labeled"]], {"val": tiny_data["val"]},
-               pseudo=[(tiny_data["unlabeled"], tiny_data["pseudo"])])
+    v2 = train(
+        _config(tiny_vit, epochs=1, n_samples=0, mix={"labeled": 0, "pseudo": 1}),
+        tmp_path / "v2",
+        [tiny_data["labeled"]],
+        {"val": tiny_data["val"]},
+        pseudo=[(tiny_data["unlabeled"], tiny_data["pseudo"])],
+    )
     assert v2.metrics["train/steps"] == 6  # pseudo-labels only
 
 
 def test_training_reduces_the_loss(tiny_data, tiny_vit, tmp_path):
-    result = train(_config(tiny_vit, epochs=3, n_samples=0), tmp_path / "t", [tiny_data["labeled"]],
-                   {"val": tiny_data["val"]})
+    result = train(
+        _config(tiny_vit, epochs=3, n_samples=0),
+        tmp_path / "t",
+        [tiny_data["labeled"]],
+        {"val": tiny_data["val"]},
+    )
     losses = [row["train/loss"] for row in result.history]
     assert losses[-1] < 0.7 * losses[0]
     assert result.metrics["val/val/inverted_fraction"] == 0.0
@@ -76,16 +111,28 @@ def test_changed_config_starts_afresh(tiny_data, tiny_vit, tmp_path):
     config = _config(tiny_vit, epochs=1, n_samples=0)
     train(config, tmp_path / "t", [tiny_data["labeled"]], {"val": tiny_data["val"]})
     logged = []
-    train(_config(tiny_vit, epochs=1, n_samples=0, seed=3), tmp_path / "t", [tiny_data["labeled"]],
-          {"val": tiny_data["val"]}, log=lambda m, s: logged.append(s))
+    train(
+        _config(tiny_vit, epochs=1, n_samples=0, seed=3),
+        tmp_path / "t",
+        [tiny_data["labeled"]],
+        {"val": tiny_data["val"]},
+        log=lambda m, s: logged.append(s),
+    )
     assert logged[0] == 1  # retrained from step 1, not resumed at the end
 
 
 def test_bad_inputs_name_the_problem(tiny_data, tiny_vit, tmp_path):
     with pytest.raises(FileNotFoundError, match="val_sets"):
-        train(_config(tiny_vit), tmp_path / "x", [tiny_data["labeled"]], {"val": tmp_path / "missing"})
+        train(
+            _config(tiny_vit), tmp_path / "x", [tiny_data["labeled"]], {"val": tmp_path / "missing"}
+        )
     with pytest.raises(ValueError, match="batch_size"):
-        train(_config(tiny_vit, batch_size=64), tmp_path / "y", [tiny_data["labeled"]], {"val": tiny_data["val"]})
+        train(
+            _config(tiny_vit, batch_size=64),
+            tmp_path / "y",
+            [tiny_data["labeled"]],
+            {"val": tiny_data["val"]},
+        )
 
 
 def test_batch_loss_trims_only_pseudo_samples():
@@ -123,12 +170,24 @@ class _Recorder(nn.Module):
 def test_perturbations_touch_only_pseudo_inputs(tiny_vit):
     g = torch.Generator().manual_seed(0)
     image = torch.rand(4, 3, 16, 16, generator=g)
-    batch = {"image": image.clone(), "disparity": torch.rand(4, 16, 16, generator=g) + 0.1,
-             "mask": torch.ones(4, 16, 16, dtype=torch.bool), "pseudo": torch.tensor([False, True, False, True])}
+    batch = {
+        "image": image.clone(),
+        "disparity": torch.rand(4, 16, 16, generator=g) + 0.1,
+        "mask": torch.ones(4, 16, 16, dtype=torch.bool),
+        "pseudo": torch.tensor([False, True, False, True]),
+    }
     config = _config(tiny_vit, perturb={"jitter_p": 1.0, "blur_p": 1.0, "cutmix_p": 1.0})
     model = _Recorder()
     optimizer = torch.optim.AdamW(model.parameters())
-    out = train_step(model, optimizer, batch, config, torch.device("cpu"), "fp32", torch.Generator().manual_seed(1))
+    out = train_step(
+        model,
+        optimizer,
+        batch,
+        config,
+        torch.device("cpu"),
+        "fp32",
+        torch.Generator().manual_seed(1),
+    )
     assert torch.equal(model.seen[[0, 2]], image[[0, 2]])
     assert (model.seen[[1, 3]] - image[[1, 3]]).abs().amax() > 0.05
     assert out["finite"] == 1.0 and out["train/loss"] > 0

@@ -15,8 +15,12 @@ from depth_core.data.shards import shard_path, write_shard
 from depth_core.models import ModelConfig, build_model, save_checkpoint
 from orchestration.commands import evaluate as command
 
-TINY_VIT = dict(backbone="vit_tiny_patch16_224", features=16, img_size=32,
-                backbone_kwargs=dict(depth=4, embed_dim=48, num_heads=2))
+TINY_VIT = {
+    "backbone": "vit_tiny_patch16_224",
+    "features": 16,
+    "img_size": 32,
+    "backbone_kwargs": {"depth": 4, "embed_dim": 48, "num_heads": 2},
+}
 
 
 def _main(argv: list[str]) -> int:
@@ -33,7 +37,9 @@ def checkpoints(tmp_path_factory):
     for seed, name in ((0, "teacher"), (1, "student")):
         torch.manual_seed(seed)
         (root / name).mkdir()
-        paths.append(save_checkpoint(root / name / "model.safetensors", build_model(ModelConfig(**TINY_VIT))))
+        paths.append(
+            save_checkpoint(root / name / "model.safetensors", build_model(ModelConfig(**TINY_VIT)))
+        )
     return paths
 
 
@@ -60,18 +66,44 @@ def rgbd_folder(tmp_path):
 
 def test_folder_table_and_json(checkpoints, rgbd_folder, tmp_path, capsys):
     out = tmp_path / "eval.json"
-    code = _main(["evaluate", "--checkpoint", str(checkpoints[0]), "--checkpoint", f"s={checkpoints[1]}",
-                  "--data", str(rgbd_folder), "--depth-scale", "1000", "--json", str(out),
-                  "--device", "cpu", "--quiet"])
+    code = _main(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(checkpoints[0]),
+            "--checkpoint",
+            f"s={checkpoints[1]}",
+            "--data",
+            str(rgbd_folder),
+            "--depth-scale",
+            "1000",
+            "--json",
+            str(out),
+            "--device",
+            "cpu",
+            "--quiet",
+        ]
+    )
     assert code == 0
     report = json.loads(out.read_text())
     assert list(report["results"]) == ["teacher", "s", command.BASELINE]
     baseline = report["results"][command.BASELINE]
     assert baseline["n_images"] == 2
-    assert baseline["abs_rel"] < 1e-3 and baseline["pair_accuracy"] == 1.0  # exact for a ground plane
+    assert (
+        baseline["abs_rel"] < 1e-3 and baseline["pair_accuracy"] == 1.0
+    )  # exact for a ground plane
     for values in report["results"].values():
-        assert set(values) == {"abs_rel", "delta1", "pair_accuracy", "inverted_fraction", "n_images"}
-    assert {entry["file"].split("/")[-1] for entry in report["skipped"]} == {"lonely.png", "small.png"}
+        assert set(values) == {
+            "abs_rel",
+            "delta1",
+            "pair_accuracy",
+            "inverted_fraction",
+            "n_images",
+        }
+    assert {entry["file"].split("/")[-1] for entry in report["skipped"]} == {
+        "lonely.png",
+        "small.png",
+    }
     table = capsys.readouterr().out
     assert "teacher" in table and command.BASELINE in table and "pair_accuracy" in table
 
@@ -79,24 +111,73 @@ def test_folder_table_and_json(checkpoints, rgbd_folder, tmp_path, capsys):
 def test_dataset_directory(checkpoints, tmp_path):
     data = tmp_path / "set"
     depth = np.stack([_ground_plane(32, 32)] * 3)
-    write_shard(shard_path(data, 0), {"id": np.array(["x", "y", "z"]), "image": np.zeros((3, 32, 32, 3), np.uint8),
-                                      "depth": depth, "mask": np.ones_like(depth, dtype=bool)})
+    write_shard(
+        shard_path(data, 0),
+        {
+            "id": np.array(["x", "y", "z"]),
+            "image": np.zeros((3, 32, 32, 3), np.uint8),
+            "depth": depth,
+            "mask": np.ones_like(depth, dtype=bool),
+        },
+    )
     finalize_dataset(data)
     out = tmp_path / "e.json"
-    assert _main(["evaluate", "--checkpoint", str(checkpoints[0]), "--data", str(data), "--json", str(out),
-                  "--device", "cpu", "--quiet"]) == 0
+    assert (
+        _main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(checkpoints[0]),
+                "--data",
+                str(data),
+                "--json",
+                str(out),
+                "--device",
+                "cpu",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     results = json.loads(out.read_text())["results"]
     assert results["teacher"]["n_images"] == 3 and results[command.BASELINE]["pair_accuracy"] == 1.0
 
 
 def test_errors_are_reported(checkpoints, rgbd_folder, tmp_path, capsys):
-    assert _main(["evaluate", "--checkpoint", str(tmp_path / "x.safetensors"), "--data", str(rgbd_folder),
-                  "--quiet"]) == 1
+    assert (
+        _main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(tmp_path / "x.safetensors"),
+                "--data",
+                str(rgbd_folder),
+                "--quiet",
+            ]
+        )
+        == 1
+    )
     assert "x.safetensors" in capsys.readouterr().err
-    assert _main(["evaluate", "--checkpoint", str(checkpoints[0]), "--checkpoint", str(checkpoints[0]),
-                  "--data", str(rgbd_folder), "--quiet"]) == 1
+    assert (
+        _main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(checkpoints[0]),
+                "--checkpoint",
+                str(checkpoints[0]),
+                "--data",
+                str(rgbd_folder),
+                "--quiet",
+            ]
+        )
+        == 1
+    )
     assert "NAME=PATH" in capsys.readouterr().err
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert _main(["evaluate", "--checkpoint", str(checkpoints[0]), "--data", str(empty), "--quiet"]) == 1
+    assert (
+        _main(["evaluate", "--checkpoint", str(checkpoints[0]), "--data", str(empty), "--quiet"])
+        == 1
+    )
     assert "no usable" in capsys.readouterr().err

@@ -1,0 +1,23 @@
+from orchestration.cli import build_parser, main
+
+
+def test_every_subcommand_is_registered():
+    parser = build_parser()
+    choices = parser._subparsers._group_actions[0].choices
+    assert {"stage", "data", "predict", "evaluate", "evaluate-pairs", "bench"} <= set(choices)
+
+
+def test_bad_params_file_is_one_clear_line(tmp_path, capsys):
+    code = main(["stage", "teacher", "--params", str(tmp_path / "missing.yaml")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "missing.yaml" in err and "Traceback" not in err
+
+
+def test_bad_override_names_the_key(tmp_path, capsys):
+    from tests.orchestration.conftest import REPO
+
+    code = main(["stage", "teacher", "--params", str(REPO / "params.smoke.yaml"),
+                 "-S", "teacher.epochs=many", "--root", str(tmp_path)])
+    assert code == 2
+    assert "teacher.epochs" in capsys.readouterr().err
