@@ -28,14 +28,18 @@ from depth_core.pseudo_label import label_images, prepare_for_inference, resolve
 FALLBACK_TEACHER = {"backbone": "vit_small_patch16_224", "features": 64, "img_size": 96}
 
 
-def teacher_config(params_path: Path | None, backbone: str | None) -> ModelConfig:
-    if backbone is not None:
-        return ModelConfig(**dict(FALLBACK_TEACHER, backbone=backbone))
+def teacher_config(
+    params_path: Path | None, backbone: str | None, img_size: int | None
+) -> ModelConfig:
+    """The params.yaml teacher (or a fallback), optionally with another backbone / size."""
     if params_path is not None and params_path.exists():
         from orchestration.config import load_params
 
-        return load_params(params_path).teacher.model
-    return ModelConfig(**FALLBACK_TEACHER)
+        config = load_params(params_path).teacher.model
+    else:
+        config = ModelConfig(**FALLBACK_TEACHER)
+    update = {k: v for k, v in (("backbone", backbone), ("img_size", img_size)) if v is not None}
+    return ModelConfig(**{**config.model_dump(), **update}) if update else config
 
 
 def naive_loop(model: torch.nn.Module, images: np.ndarray, no_grad: bool) -> np.ndarray:
@@ -52,15 +56,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--backbone", default=None, help="override the teacher backbone")
+    parser.add_argument("--img-size", type=int, default=None, help="override the teacher img_size")
     parser.add_argument("--images", type=int, default=64)
-    parser.add_argument("--height", type=int, default=None, help="default: the model's img_size")
+    parser.add_argument(
+        "--height",
+        type=int,
+        default=None,
+        help="default: the model's img_size (the naive loop "
+        "runs at the image size, so keep the longer side = img_size for a fair comparison)",
+    )
     parser.add_argument("--width", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
-    config = teacher_config(args.params, args.backbone)
+    config = teacher_config(args.params, args.backbone, args.img_size)
     torch.manual_seed(0)
     model = build_model(config).eval()
     height, width = args.height or config.img_size, args.width or config.img_size
@@ -75,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
 
-    auto = resolve_inference_amp("auto", device, model, images[: args.batch_size])
+    auto = resolve_inference_amp("auto", device)
     fast = {amp: prepare_for_inference(copy.deepcopy(model), amp) for amp in ("fp32", "bf16")}
     runs = {
         "naive per-image fp32": lambda: naive_loop(model, images, no_grad=False),

@@ -3,8 +3,9 @@
 Prints, per configuration and precision, images/s of the real training step
 (depth_core.training.trainer.train_step: perturbations for students, loss, backward, clip,
 AdamW) and the achieved FLOP/s as a fraction of this machine's matmul peak, the peak measured
-in the same run for the same dtype. FLOPs per step come from torch.utils.flop_counter
-(forward + backward). fp32 and bf16 steps alternate and the best step time of each counts, and
+in the same run for the same dtype. FLOPs per step: 3x the forward FLOPs counted by
+torch.utils.flop_counter (its backward count is wrong for grouped convolutions, see
+StepRunner.flops). fp32 and bf16 steps alternate and the best step time of each counts, and
 the peak is the best of measurements before, between and after the configurations: on a shared
 machine other processes slow some steps, never speed them up. The faster precision per configuration is what `precision: auto`
 picks on this device (depth_core.training.precision).
@@ -129,9 +130,17 @@ class StepRunner:
         return time.perf_counter() - start
 
     def flops(self) -> float:
-        with FlopCounterMode(display=False) as counter:
-            self.step()
-        return float(counter.get_total_flops())
+        """FLOPs of one training step: 3x the forward pass's (backward = 2x forward).
+
+        The forward is counted by torch.utils.flop_counter; its backward count is not used
+        because it overcounts grouped convolutions by the group count (a depthwise 7x7 conv's
+        backward comes out 65x its forward instead of 2x), which would inflate ConvNeXt.
+        """
+        config, batch_size, student, size, _ = self.args
+        batch = synthetic_batch(config, batch_size, student, torch.Generator().manual_seed(1), size)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            self.model(batch["image"])
+        return 3.0 * float(counter.get_total_flops())
 
 
 def measure(
@@ -139,8 +148,9 @@ def measure(
 ) -> dict[str, dict[str, float]]:
     """Best step time per precision, fp32 and bf16 steps interleaved so load changes hit both."""
     runners = {p: StepRunner(config, student, batch_size, p, size) for p in ("fp32", "bf16")}
-    flops = runners["fp32"].flops()  # also the warm-up of the fp32 runner
-    runners["bf16"].step()
+    flops = runners["fp32"].flops()
+    for runner in runners.values():  # warm-up: allocator, oneDNN primitive caches
+        runner.step()
     best = {p: float("inf") for p in runners}
     for _ in range(steps):
         for precision, runner in runners.items():
@@ -168,13 +178,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average "
         f"{os.getloadavg()[0]:.1f}",
         flush=True,
     )
-    if args.threads:
-        torch.set_num_threads(args.threads)
     peaks = update_peaks({})
     results: dict[str, dict] = {"configs": {}}
     configs = configurations(args.params)

@@ -925,7 +925,8 @@ def _tabletop(
     yaw = float(rng.normal(0.0, 0.3))
     table_rot = rotation_y(yaw)
     b = _Builder(rng, materials, _object_count(rng, stats))
-    _table(b, 0.0, 0.0, top, half_w, half_d, yaw)
+    if b.left >= 1:
+        _table(b, 0.0, 0.0, top, half_w, half_d, yaw)
     b.supports.clear()
     # camera at the near edge of the table, looking down onto it
     view_yaw = yaw + float(rng.normal(0.0, 0.25))

@@ -4,7 +4,9 @@ One function, `train`, read top to bottom: data -> model -> optimizer -> resume 
 (perturb pseudo inputs, forward, loss, backward, clip, step, log, checkpoint) -> validate
 every epoch -> final files. The teacher is `train(..., pseudo=None)`; a student passes
 pseudo-label sets and gets mixed batches, strong perturbations and CutMix on its pseudo
-samples, and trimmed losses there. Under torchrun the same call runs DistributedDataParallel.
+samples, and trimmed losses there. Every target map is median/MAD-normalised per image first
+(LossConfig.normalize_target), so ground truth and teacher labels of any scale weigh alike.
+Under torchrun the same call runs DistributedDataParallel.
 
 Files in `out_dir`:
     model.safetensors   final weights (written atomically, last)
@@ -40,7 +42,7 @@ from depth_core.data.dataset import (
 from depth_core.data.manifest import read_summary
 from depth_core.device import autocast, pick_device
 from depth_core.evaluation import evaluate_model
-from depth_core.losses import depth_loss
+from depth_core.losses import depth_loss, normalize_median
 from depth_core.models import build_model, save_checkpoint
 from depth_core.plots import plot_depth_samples, plot_epoch_metrics, plot_loss_curve
 from depth_core.training import distributed as dist_utils
@@ -243,6 +245,8 @@ def train_step(
     target = batch["disparity"].to(device, non_blocking=True)
     mask = batch["mask"].to(device, non_blocking=True)
     is_pseudo = torch.as_tensor(batch["pseudo"], dtype=torch.bool, device=device)
+    if config.loss.normalize_target:  # GT and teacher labels on one scale (see LossConfig)
+        target = normalize_median(target, mask)
     pasted = torch.zeros_like(mask)
     if is_pseudo.any():  # strong perturbations: the student sees hard inputs, clean labels
         index = is_pseudo.nonzero().squeeze(1)
@@ -377,11 +381,8 @@ def _train(
     else:
         torch.manual_seed(derive_seed(config.seed, ctx.rank))
     if not state.precision:
-        choice, measured = resolve_precision(
-            config.precision, device, model, min(config.batch_size, 8), data.image_size
-        )
-        state.precision = dist_utils.broadcast_object(choice, ctx)
-        logger.info("precision %s %s", state.precision, measured)
+        state.precision = resolve_precision(config.precision, device)
+    logger.info("training in %s on %s", state.precision, device)
     ddp_model = dist_utils.wrap(model, ctx, device)
 
     def emit(values: dict[str, float], step: int) -> None:
@@ -455,7 +456,7 @@ def _train(
             "step": state.step,
             "train/loss": state.epoch_loss_sum / max(state.epoch_loss_count, 1),
         }
-        row.update(_validate(model, val_sets, config, device, state.precision, ctx))
+        row.update(_validate(model, val_sets, config, device, ctx))
         emit({k: v for k, v in row.items() if k not in ("epoch", "step")}, state.step)
         state.history.append(row)
         state.epoch += 1
@@ -476,7 +477,7 @@ def _train(
     final_path = out_dir / MODEL_FILE
     if ctx.is_main:
         _write_history(out_dir, state, config, plots=True)
-        _write_samples(out_dir, model, val_sets, config, device, state.precision)
+        _write_samples(out_dir, model, val_sets, config, device)
         save_checkpoint(
             final_path,
             model,
@@ -518,8 +519,12 @@ def _fingerprint(
     )
 
 
-def _validate(model, val_sets, config, device, precision, ctx) -> dict[str, float]:
-    """val/<set>/<metric> on rank 0 (the others wait); the same keys for teacher and student."""
+def _validate(model, val_sets, config, device, ctx) -> dict[str, float]:
+    """val/<set>/<metric> on rank 0 (the others wait); the same keys for teacher and student.
+
+    Always in fp32, whatever the training precision, so every model's numbers are comparable
+    with each other and with `depth-distill evaluate`.
+    """
     values: dict[str, float] = {}
     if ctx.is_main:
         for name, path in val_sets.items():
@@ -528,7 +533,7 @@ def _validate(model, val_sets, config, device, precision, ctx) -> dict[str, floa
                 path,
                 batch_size=config.batch_size,
                 device=device,
-                amp=precision,
+                amp="fp32",
                 max_images=config.val_max_images,
                 seed=config.seed,
             )
@@ -571,7 +576,7 @@ def _write_history(
 
 
 @torch.inference_mode()
-def _write_samples(out_dir, model, val_sets, config, device, precision) -> None:
+def _write_samples(out_dir, model, val_sets, config, device) -> None:
     """image | prediction | ground truth for the first images of the first validation set."""
     if config.n_samples == 0 or not val_sets:
         return
@@ -580,8 +585,7 @@ def _write_samples(out_dir, model, val_sets, config, device, precision) -> None:
     )
     image = torch.from_numpy(arrays["image"]).permute(0, 3, 1, 2).float().div(255.0).to(device)
     model.eval()
-    with autocast(device, precision):
-        pred = model(image).float().cpu().numpy()
+    pred = model(image).float().cpu().numpy()
     depth, mask = arrays["depth"], arrays["mask"].astype(bool) & (arrays["depth"] > 0)
     gt = [
         torch.where(torch.from_numpy(m), 1.0 / torch.from_numpy(d).clamp(min=1e-6), 0.0).numpy()

@@ -135,7 +135,7 @@ def test_sampled_scenes_respect_the_object_budget_and_layout_mix():
     layouts = []
     for i in range(40):
         scene, _ = sample_scene(np.random.default_rng(i), stats, bank)
-        assert 1 <= len(scene.primitives) <= 9
+        assert 4 <= len(scene.primitives) <= 9
         layouts.append(scene.layout)
     assert {"outdoor", "indoor", "tabletop"} <= set(layouts)
 

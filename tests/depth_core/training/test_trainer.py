@@ -191,3 +191,31 @@ def test_perturbations_touch_only_pseudo_inputs(tiny_vit):
     assert torch.equal(model.seen[[0, 2]], image[[0, 2]])
     assert (model.seen[[1, 3]] - image[[1, 3]]).abs().amax() > 0.05
     assert out["finite"] == 1.0 and out["train/loss"] > 0
+
+
+def test_target_scale_does_not_change_the_loss(tiny_vit):
+    """Teacher labels come in any scale; normalised targets make the loss ignore it."""
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(4, 3, 16, 16, generator=g)
+    target = torch.rand(4, 16, 16, generator=g) + 0.1
+    losses = []
+    for scale in (1.0, 1000.0):
+        batch = {
+            "image": image.clone(),
+            "disparity": target * torch.tensor([1.0, 1.0, scale, scale])[:, None, None],
+            "mask": torch.ones(4, 16, 16, dtype=torch.bool),
+            "pseudo": torch.tensor([False, False, True, True]),
+        }
+        torch.manual_seed(0)
+        model = _Recorder()
+        out = train_step(
+            model,
+            torch.optim.SGD(model.parameters(), lr=0.0),
+            batch,
+            _config(tiny_vit),
+            torch.device("cpu"),
+            "fp32",
+            torch.Generator().manual_seed(1),
+        )
+        losses.append(out["train/loss"])
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
