@@ -50,11 +50,15 @@ def resolve_inference_amp(amp: str, device: torch.device) -> str:
 def prepare_for_inference(model: torch.nn.Module, amp: str) -> torch.nn.Module:
     """Channels-last weights (faster convolutions in the DPT head) and, for bf16, weights
     stored in bf16 so autocast stops re-casting every weight on every batch. Buffers (the
-    input normalisation constants) stay float32."""
+    input normalisation constants) stay float32, and so do batch-norm layers, whose running
+    statistics must match their affine parameters' dtype."""
     model = model.eval().to(memory_format=torch.channels_last)
     if amp == "bf16":
-        for param in model.parameters():
-            param.data = param.data.to(torch.bfloat16)
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                continue
+            for param in module.parameters(recurse=False):
+                param.data = param.data.to(torch.bfloat16)
     return model
 
 

@@ -147,3 +147,19 @@ def test_incomplete_unlabeled_set_is_refused(setup, tmp_path):
     )
     with pytest.raises(FileNotFoundError, match="summary.json"):
         generate_pseudo_labels(setup["checkpoint"], tmp_path / "raw", tmp_path / "p", device="cpu")
+
+
+def test_bf16_labels_with_a_batch_norm_teacher(setup, tmp_path):
+    """Convolutional teachers carry batch norm, whose running stats stay float32."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(backbone="resnet10t", features=16, img_size=32))
+    checkpoint = save_checkpoint(tmp_path / "resnet.safetensors", model)
+    values = {"batch_size": 4, "device": "cpu", "flip_tta": False, "progress": False,
+              "shard_indices": [0]}
+    generate_pseudo_labels(checkpoint, setup["unlabeled"], tmp_path / "fp32", amp="fp32", **values)
+    stats = generate_pseudo_labels(checkpoint, setup["unlabeled"], tmp_path / "bf16", amp="bf16",
+                                   **values)
+    assert stats["nan_count"] == 0
+    a = read_shard(shard_path(tmp_path / "fp32", 0))["disparity"].astype(np.float32)
+    b = read_shard(shard_path(tmp_path / "bf16", 0))["disparity"].astype(np.float32)
+    assert np.abs(a - b).max() < 0.05 * np.abs(a).max()
