@@ -76,9 +76,12 @@ def _run(context: AssetExecutionContext, pipeline: PipelineResource, stage: str,
     return result, stage_metadata(result, hashes)
 
 
-def _check(name: str, passed: bool, description: str, **metadata) -> dg.AssetCheckResult:
+def _check(name: str, passed: bool, description: str, quality: bool = False,
+           **metadata) -> dg.AssetCheckResult:
+    """Integrity checks are errors; model-quality checks warn (a smoke-size model is untrained)."""
     return dg.AssetCheckResult(
         check_name=name, passed=bool(passed), description=description,
+        severity=dg.AssetCheckSeverity.WARN if quality else dg.AssetCheckSeverity.ERROR,
         metadata={k: v for k, v in metadata.items() if v is not None},
     )
 
@@ -121,10 +124,10 @@ def _model_checks(metrics: dict, domain: str) -> list[dg.AssetCheckResult]:
     return [
         _check("not_inverted", inverted is not None and inverted < 0.5,
                "predictions are not inverted depth (lstsq scale > 0 on most images)",
-               inverted_fraction=inverted),
+               quality=True, inverted_fraction=inverted),
         _check("beats_row_prior", ours is not None and base is not None and ours > base,
                f"raw pair accuracy on the {domain} set beats 'lower in the image is nearer'",
-               pair_accuracy=ours, baseline_pair_accuracy=base),
+               quality=True, pair_accuracy=ours, baseline_pair_accuracy=base),
     ]
 
 

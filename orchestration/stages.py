@@ -302,16 +302,24 @@ def _train_stage(ctx: StageContext, stage: str, role: str, cfg, out_rel: str,
 
 
 def _publish_training_pictures(out_dir: Path, report_dir: Path) -> dict[str, Path]:
-    """Copy history and pictures next to the metrics (DVC plots, not cached with the model)."""
+    """History tables and pictures next to the metrics (DVC plots; not cached with the model).
+
+    DVC plots read a list of records per file: per-epoch rows go to history.json, per-step
+    losses to steps.json.
+    """
     report_dir.mkdir(parents=True, exist_ok=True)
+    history_file = out_dir / "history.json"
+    if history_file.exists():
+        history = json.loads(history_file.read_text())
+        write_json_atomic(report_dir / "history.json", history.get("epochs", []))
+        write_json_atomic(report_dir / "steps.json", history.get("steps", []))
     pictures = {}
-    for name in ("history.json", "loss_curve.png", "val_metrics.png", "samples.png"):
+    for name in ("loss_curve.png", "val_metrics.png", "samples.png"):
         src = out_dir / name
         if src.exists():
             dst = report_dir / name
             shutil.copyfile(src, dst)
-            if name.endswith(".png"):
-                pictures[name[:-4]] = dst
+            pictures[name[:-4]] = dst
     return pictures
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from depth_core.data.augment import build_augment
 from depth_core.data.dataset import (
@@ -405,6 +406,8 @@ def _train(
         dist_utils.barrier(ctx)
 
     # ---- the loop
+    progress = tqdm(total=total_steps, initial=state.step, desc="train", unit="step",
+                    disable=not ctx.is_main, dynamic_ncols=True, mininterval=2.0)
     session_start = time.perf_counter()
     while state.epoch < config.epochs and state.step < total_steps or _epoch_unfinished(state):
         epoch = state.epoch
@@ -435,6 +438,8 @@ def _train(
                     if state.step % config.log_every == 0 or state.step == total_steps:
                         state.steps_log.append({"step": state.step, **values})
                         emit(values, state.step)
+                    progress.set_postfix(epoch=epoch + 1, loss=f"{values['train/loss']:.4f}",
+                                         refresh=False)
                 else:  # skipped: a non-finite gradient would poison the weights
                     state.bad_steps += 1
                     if state.bad_steps >= MAX_BAD_STEPS:
@@ -443,6 +448,7 @@ def _train(
                             f"step {state.step}); lower optim.lr or use precision fp32"
                         )
                 state.train_seconds += time.perf_counter() - step_start
+                progress.update(1)
                 step_start = time.perf_counter()
                 if state.step % config.checkpoint_every == 0:
                     state.wall_seconds += time.perf_counter() - session_start
@@ -471,6 +477,7 @@ def _train(
             break
 
     # ---- final files
+    progress.close()
     dist_utils.assert_in_sync(ddp_model, ctx, device)
     state.wall_seconds += time.perf_counter() - session_start
     metrics = _final_metrics(state)

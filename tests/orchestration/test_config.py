@@ -8,15 +8,15 @@ from orchestration.config import ParamsError, apply_override, load_params
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("name", ["params.yaml", "params.smoke.yaml"])
+@pytest.mark.parametrize("name", ["params.yaml", "params.smoke.yaml", "params.gpu.yaml"])
 def test_shipped_params_validate(name):
     params = load_params(REPO / name)
     assert len(params.agreement.experts) >= 2
     assert params.students
 
 
-def test_smoke_params_have_the_same_schema_as_the_defaults():
-    """params.smoke.yaml is a complete file: the same keys as params.yaml, other values."""
+def test_profiles_have_the_same_schema_as_the_defaults():
+    """params.smoke.yaml and params.gpu.yaml are complete files: the keys of params.yaml."""
 
     def keys(node, prefix=""):
         if not isinstance(node, dict):
@@ -29,8 +29,9 @@ def test_smoke_params_have_the_same_schema_as_the_defaults():
         return out
 
     default = yaml.safe_load((REPO / "params.yaml").read_text())
-    smoke = yaml.safe_load((REPO / "params.smoke.yaml").read_text())
-    assert keys(smoke) == keys(default)
+    for profile in ("params.smoke.yaml", "params.gpu.yaml"):
+        other = yaml.safe_load((REPO / profile).read_text())
+        assert keys(other) == keys(default), profile
 
 
 def _write(tmp_path, data) -> Path:

@@ -65,9 +65,13 @@ def test_dagster_in_process_materialisation_keeps_dvc_clean(project_copy: Path):
     assert result.success
     checks = result.get_asset_check_evaluations()
     assert checks, "no asset checks ran"
-    failed = [(c.asset_key.to_user_string(), c.check_name, c.metadata) for c in checks if not c.passed]
+    # Integrity checks must pass; model-quality checks (WARN) must run, but a smoke-size model
+    # is not expected to beat the row prior.
+    failed = [(c.asset_key.to_user_string(), c.check_name, c.metadata) for c in checks
+              if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]
     assert not failed, failed
-    assert {c.check_name for c in checks} >= {"no_nan", "covers_every_expert", "beats_row_prior"}
+    assert {c.check_name for c in checks} >= {"no_nan", "covers_every_expert", "beats_row_prior",
+                                             "not_inverted", "depth_mostly_valid"}
     teacher_md = result.asset_materializations_for_node("teacher_checkpoint")[0].metadata
     assert "checkpoint_md5" in teacher_md and "mlflow_run_id" in teacher_md and "pictures" in teacher_md
     _assert_dvc_clean(project_copy)
