@@ -62,6 +62,20 @@ def prepare_for_inference(model: torch.nn.Module, amp: str) -> torch.nn.Module:
     return model
 
 
+def to_float16_labels(disparity: np.ndarray) -> np.ndarray:
+    """Scale each map to a maximum of 1, then store as float16.
+
+    Affine-invariant disparity has no fixed scale: a model trained with a scale-invariant loss
+    can output values far beyond float16's range (65504). Dividing by a positive per-image
+    constant is lossless for the scale-and-shift-invariant losses and keeps disparity >= 0;
+    non-finite predictions stay non-finite so they are counted and masked.
+    """
+    flat = disparity.reshape(len(disparity), -1).astype(np.float32)
+    finite = np.where(np.isfinite(flat), flat, 0.0)
+    peak = np.maximum(np.abs(finite).max(axis=1), np.finfo(np.float32).tiny)
+    return (disparity / peak.reshape(-1, *([1] * (disparity.ndim - 1)))).astype(np.float16)
+
+
 def _has_ids(path: Path, ids: np.ndarray) -> bool:
     """An existing pseudo shard is reusable when it labels exactly these images."""
     try:
@@ -149,7 +163,7 @@ def generate_pseudo_labels(
         start = time.perf_counter()
         disparity = label_images(model, arrays["image"], batch_size, device, amp, flip_tta)
         seconds += time.perf_counter() - start
-        stored = disparity.astype(np.float16)  # float16 overflow becomes inf: counted below
+        stored = to_float16_labels(disparity)
         nan_count += int((~np.isfinite(stored)).sum())
         write_shard(target, {"id": arrays["id"], "disparity": stored})
         written += 1

@@ -23,6 +23,13 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _require_folder(section: "BaseModel", key: str):
+    """A `source: folder` section needs its `folder` import settings."""
+    if section.source == "folder" and section.folder is None:
+        raise ValueError(f"{key}.folder must be set when {key}.source is 'folder'")
+    return section
+
+
 class LabeledDataParams(StrictModel):
     """labeled_data: the synthetic renderer by default, or a user's folder of RGB-D pairs."""
 
@@ -37,9 +44,7 @@ class LabeledDataParams(StrictModel):
 
     @model_validator(mode="after")
     def _folder_needs_config(self):
-        if self.source == "folder" and self.folder is None:
-            raise ValueError("data.labeled.folder must be set when data.labeled.source is 'folder'")
-        return self
+        return _require_folder(self, "data.labeled")
 
 
 class UnlabeledDataParams(StrictModel):
@@ -54,9 +59,7 @@ class UnlabeledDataParams(StrictModel):
 
     @model_validator(mode="after")
     def _folder_needs_config(self):
-        if self.source == "folder" and self.folder is None:
-            raise ValueError("data.unlabeled.folder must be set when data.unlabeled.source is 'folder'")
-        return self
+        return _require_folder(self, "data.unlabeled")
 
 
 class TargetEvalParams(StrictModel):
@@ -69,9 +72,7 @@ class TargetEvalParams(StrictModel):
 
     @model_validator(mode="after")
     def _folder_needs_config(self):
-        if self.source == "folder" and self.folder is None:
-            raise ValueError("data.target_eval.folder must be set when its source is 'folder'")
-        return self
+        return _require_folder(self, "data.target_eval")
 
 
 class DataParams(StrictModel):

@@ -14,15 +14,14 @@ from orchestration.stages import StageResult
 _HEADLINE_PREFIXES = ("val/", "train/", "baseline/", "accuracy", "agreement", "n_", "images_per")
 
 
-def picture_markdown(pictures: dict[str, Path], max_width: int = 720) -> str:
+def picture_markdown(pictures: dict[str, Path]) -> str:
     """Inline PNGs as data URIs so the pictures show up in the asset's metadata panel."""
     parts = []
     for name, path in pictures.items():
         if not Path(path).exists():
             continue
         data = base64.b64encode(Path(path).read_bytes()).decode()
-        parts.append(f"**{name}**\n\n<img src=\"data:image/png;base64,{data}\" "
-                     f"style=\"max-width:{max_width}px\"/>")
+        parts.append(f"**{name}**\n\n![{name}](data:image/png;base64,{data})")
     return "\n\n".join(parts)
 
 

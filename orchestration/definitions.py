@@ -203,6 +203,9 @@ def build_definitions(params: Params | None = None) -> dg.Definitions:
     def expert_agreement_report(context: AssetExecutionContext, pipeline: PipelineResource):
         """Four experts vote on point pairs; disagreements are flagged and queued for review."""
         result, metadata = _run(context, pipeline, "agreement", "agreement")
+        summary = result.outputs[0] / "summary.md"
+        if summary.exists():
+            metadata["summary"] = dg.MetadataValue.md(summary.read_text())
         expected = len(pipeline.params().agreement.experts)
         got = int(result.metrics.get("n_experts", 0) or 0)
         return dg.MaterializeResult(metadata=metadata, check_results=[

@@ -27,6 +27,11 @@ class LossConfig(BaseModel):
     # ground truth is trusted, the teacher's labels are not.
     pseudo_trim: float = Field(0.1, ge=0.0, lt=1.0)
     labeled_trim: float = Field(0.0, ge=0.0, lt=1.0)
+    scale_anchor: float = Field(
+        1e-3, ge=0.0,
+        description="weight of the (log median prediction)^2 gauge term that keeps the output "
+        "scale, which the invariant losses cannot see, from drifting",
+    )
     # Least-squares SSI grows with the square of the target's scale: ground truth (1 / depth in
     # scene units) and teacher labels (any scale) would weigh unequally, per image and per
     # source. Median/MAD-normalising every target image first (sign kept) puts all on one scale.

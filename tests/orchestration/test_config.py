@@ -91,3 +91,10 @@ def test_overrides_are_typed(tmp_path):
     assert raw == {"a": {"b": {"c": [1, 2]}}}
     with pytest.raises(ParamsError, match="KEY=VALUE"):
         apply_override(raw, "nonsense")
+
+
+def test_folder_source_needs_folder_settings(tmp_path):
+    data = _base()
+    data["data"]["labeled"]["source"] = "folder"
+    with pytest.raises(ParamsError, match=r"data\.labeled\.folder must be set"):
+        load_params(_write(tmp_path, data))

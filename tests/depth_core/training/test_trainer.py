@@ -219,3 +219,19 @@ def test_target_scale_does_not_change_the_loss(tiny_vit):
         )
         losses.append(out["train/loss"])
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+
+
+def test_scale_anchor_pins_the_free_output_scale():
+    import torch
+
+    from depth_core.training.trainer import scale_anchor_penalty
+
+    mask = torch.ones(2, 8, 8, dtype=torch.bool)
+    unit = torch.rand(2, 8, 8) + 0.5
+    unit = unit / unit.flatten(1).median(dim=1).values[:, None, None]
+    assert scale_anchor_penalty(unit, mask) < 1e-3
+    huge = (unit * 1e6).requires_grad_()
+    penalty = scale_anchor_penalty(huge, mask)
+    assert penalty > 100
+    penalty.backward()
+    assert (huge.grad.flatten(1).sum(dim=1) > 0).all(), "the gradient must shrink the scale"
