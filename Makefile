@@ -38,8 +38,10 @@ test: setup
 bench: setup
 	$(BIN)/depth-distill bench all
 
+# Run history persists in .dagster/ (DAGSTER_HOME); the code location comes from pyproject.toml.
 dagster: setup
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dagster dev -h 127.0.0.1 -p 3000
+	mkdir -p .dagster
+	DAGSTER_HOME="$(CURDIR)/.dagster" PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dagster dev -h 127.0.0.1 -p 3000
 
 mlflow: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
