@@ -23,7 +23,7 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _require_folder(section: "BaseModel", key: str):
+def _require_folder(section: BaseModel, key: str):
     """A `source: folder` section needs its `folder` import settings."""
     if section.source == "folder" and section.folder is None:
         raise ValueError(f"{key}.folder must be set when {key}.source is 'folder'")

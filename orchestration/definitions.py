@@ -36,7 +36,7 @@ class PipelineResource(dg.ConfigurableResource):
 
     root: str = str(REPO_ROOT)
     params_file: str = "params.yaml"
-    overrides: list[str] = []
+    overrides: list[str] = []  # noqa: RUF012 - pydantic copies field defaults
     experiment: str = ""
     commit_to_dvc: bool = True
 

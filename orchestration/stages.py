@@ -11,9 +11,9 @@ import hashlib
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from orchestration import layout as L
 from orchestration.config import Params, params_section
@@ -152,7 +152,7 @@ def _dataset_stats(dataset_dir: Path) -> dict:
     from depth_core.data.manifest import read_manifest
 
     manifest = read_manifest(dataset_dir)
-    out = {"n_samples": int(len(manifest))}
+    out = {"n_samples": len(manifest)}
     if "valid_fraction" in manifest:
         out["valid_fraction"] = float(manifest["valid_fraction"].mean())
     return out

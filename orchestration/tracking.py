@@ -12,10 +12,10 @@ import math
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 EXPERIMENT_NAME = "depth-distill"
 _FLUSH_EVERY = 200
@@ -29,7 +29,8 @@ def default_tracking_uri(root: Path) -> str:
 def git_commit(root: Path) -> str | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None

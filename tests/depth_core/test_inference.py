@@ -4,13 +4,7 @@ import torch
 
 from depth_core.inference import inference_size, iterate_predictions, predict_disparity
 from depth_core.models.depth_model import build_model
-
-TINY_VIT = {
-    "backbone": "vit_tiny_patch16_224",
-    "features": 16,
-    "img_size": 32,
-    "backbone_kwargs": {"depth": 4, "embed_dim": 48, "num_heads": 2},
-}
+from tests.helpers import TINY_VIT
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,7 @@ from depth_core.data.shards import list_shards, read_shard, shard_path, write_sh
 from depth_core.inference import predict_disparity
 from depth_core.models import ModelConfig, build_model, save_checkpoint
 from depth_core.pseudo_label import generate_pseudo_labels
-
-TINY_VIT = {
-    "backbone": "vit_tiny_patch16_224",
-    "features": 16,
-    "img_size": 32,
-    "backbone_kwargs": {"depth": 4, "embed_dim": 48, "num_heads": 2},
-}
+from tests.helpers import TINY_VIT
 
 
 @pytest.fixture(autouse=True)

@@ -40,9 +40,8 @@ def test_stage_runs_nest_under_one_pipeline_run(tracking_root: Path):
 def test_failed_stage_marks_run_failed(tracking_root: Path):
     from mlflow.tracking import MlflowClient
 
-    with pytest.raises(RuntimeError):
-        with stage_run(tracking_root, "teacher", "teacher", "key-2", "cli"):
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), stage_run(tracking_root, "teacher", "teacher", "key-2", "cli"):
+        raise RuntimeError("boom")
     client = MlflowClient(tracking_uri=f"sqlite:///{tracking_root / 'mlflow.db'}")
     exp = client.get_experiment_by_name("depth-distill")
     teacher = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags["role"] == "teacher"]

@@ -2,12 +2,8 @@
 
 import pytest
 
-TINY_VIT = {
-    "backbone": "vit_tiny_patch16_224",
-    "features": 16,
-    "img_size": 32,
-    "backbone_kwargs": {"depth": 4, "embed_dim": 48, "num_heads": 2},
-}
+from tests.helpers import TINY_VIT
+
 TINY_VIT_PATCH8 = dict(TINY_VIT, patch_size=8)
 TINY_CONVNEXT = {
     "backbone": "convnext_atto",

@@ -9,13 +9,7 @@ import pytest
 
 from depth_core.data.manifest import finalize_dataset
 from depth_core.data.shards import shard_path, write_shard
-
-TINY_VIT = {
-    "backbone": "vit_tiny_patch16_224",
-    "features": 16,
-    "img_size": 32,
-    "backbone_kwargs": {"depth": 4, "embed_dim": 48, "num_heads": 2},
-}
+from tests.helpers import TINY_VIT
 
 
 def scene_arrays(n: int, size: int = 32, seed: int = 0) -> dict[str, np.ndarray]:

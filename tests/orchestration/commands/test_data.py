@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -9,15 +7,13 @@ from PIL import Image
 from depth_core.data.dataset import load_arrays
 from depth_core.data.manifest import read_summary
 from orchestration.commands import data as command
+from tests.helpers import run_command
 
 H, W = 6, 8
 
 
 def _main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    command.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return run_command(command, argv)
 
 
 @pytest.fixture

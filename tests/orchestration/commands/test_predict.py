@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import pytest
 import torch
@@ -12,20 +10,11 @@ from PIL import Image
 from depth_core.inference import predict_disparity
 from depth_core.models import ModelConfig, build_model, save_checkpoint
 from orchestration.commands import predict as command
-
-TINY_VIT = {
-    "backbone": "vit_tiny_patch16_224",
-    "features": 16,
-    "img_size": 32,
-    "backbone_kwargs": {"depth": 4, "embed_dim": 48, "num_heads": 2},
-}
+from tests.helpers import TINY_VIT, run_command
 
 
 def _main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    command.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return run_command(command, argv)
 
 
 @pytest.fixture(scope="module")
