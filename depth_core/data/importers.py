@@ -267,18 +267,29 @@ def scan_images(src: Path, config: ImageImportConfig) -> list[Path]:
 # ---------------------------------------------------------------------------- loading
 
 
+def read_rgbd_pair(
+    image_path: Path, depth_path: Path, config: RGBDImportConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One RGB image and its depth map under `config`'s conventions: (image, depth, mask).
+
+    Raises ImageReadError naming the file that cannot be read.
+    """
+    image = read_image(image_path, apply_exif=False)
+    depth, mask = read_depth(
+        depth_path,
+        scale=config.depth_scale,
+        is_disparity=config.is_disparity,
+        min_depth=config.min_depth,
+        max_depth=config.max_depth,
+    )
+    return image, depth, mask
+
+
 def _load_pair(
     image_path: Path, depth_path: Path, config: RGBDImportConfig
 ) -> dict[str, np.ndarray]:
     try:
-        image = read_image(image_path, apply_exif=False)
-        depth, mask = read_depth(
-            depth_path,
-            scale=config.depth_scale,
-            is_disparity=config.is_disparity,
-            min_depth=config.min_depth,
-            max_depth=config.max_depth,
-        )
+        image, depth, mask = read_rgbd_pair(image_path, depth_path, config)
     except ImageReadError as exc:
         raise _Skip("unreadable", str(exc)) from exc
     if image.shape[:2] != depth.shape:

@@ -18,11 +18,12 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from depth_core.data.image_io import ImageReadError, read_depth, read_image
+from depth_core.data.image_io import ImageReadError
 from depth_core.data.importers import (
     DEFAULT_DEPTH_SUFFIXES,
     DatasetImportError,
     RGBDImportConfig,
+    read_rgbd_pair,
     scan_rgbd_pairs,
 )
 from depth_core.data.manifest import is_dataset_complete
@@ -112,14 +113,7 @@ def evaluate_folder(
         images, depths, masks = [], [], []
         for image_path, depth_path in pairs[start : start + CHUNK]:
             try:
-                image = read_image(image_path, apply_exif=False)
-                depth, mask = read_depth(
-                    depth_path,
-                    scale=config.depth_scale,
-                    is_disparity=config.is_disparity,
-                    min_depth=config.min_depth,
-                    max_depth=config.max_depth,
-                )
+                image, depth, mask = read_rgbd_pair(image_path, depth_path, config)
             except ImageReadError as exc:
                 skipped.append(
                     {
