@@ -142,7 +142,7 @@ def test_batch_loss_trims_only_pseudo_samples():
     mask = torch.ones(4, 16, 16, dtype=torch.bool)
     pasted = torch.zeros_like(mask)
     pseudo = torch.tensor([False, False, True, True])
-    config = LossConfig(pseudo_trim=0.2, labeled_trim=0.0)
+    config = LossConfig(pseudo_trim=0.2, labeled_trim=0.0, scale_anchor=0.0)
     total, _ = batch_loss(pred, target, mask, pseudo, pasted, config)
     labeled = depth_loss(pred[:2], target[:2], mask[:2], trim=0.0)
     trimmed = depth_loss(pred[2:], target[2:], mask[2:], trim=0.2)
@@ -219,6 +219,21 @@ def test_target_scale_does_not_change_the_loss(tiny_vit):
         )
         losses.append(out["train/loss"])
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+
+
+def test_batch_loss_adds_the_scale_anchor():
+    from depth_core.training.trainer import scale_anchor_penalty
+
+    g = torch.Generator().manual_seed(1)
+    pred = torch.rand(2, 8, 8, generator=g) * 50 + 1
+    target = torch.rand(2, 8, 8, generator=g)
+    mask = torch.ones(2, 8, 8, dtype=torch.bool)
+    pseudo = torch.tensor([False, False])
+    plain, _ = batch_loss(pred, target, mask, pseudo, torch.zeros_like(mask),
+                          LossConfig(scale_anchor=0.0))
+    anchored, _ = batch_loss(pred, target, mask, pseudo, torch.zeros_like(mask),
+                             LossConfig(scale_anchor=0.5))
+    assert torch.allclose(anchored, plain + 0.5 * scale_anchor_penalty(pred, mask))
 
 
 def test_scale_anchor_pins_the_free_output_scale():
