@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -266,6 +267,11 @@ def _train_stage(ctx: StageContext, stage: str, role: str, cfg, out_rel: str,
     out_dir = ctx.layout.out(out_rel)
     if cfg.device == "auto":
         cfg = cfg.model_copy(update={"device": ctx.params.device})
+    if _distributed_rank() > 0:
+        # Under torchrun every rank trains; rank 0 alone prepares outputs and records them.
+        result = train(cfg, out_dir=out_dir, labeled_dirs=[ctx.layout.inp(L.LABELED_TRAIN)],
+                       val_sets=_val_sets(ctx), pseudo=pseudo, log=None, resume=True)
+        return StageResult(stage, dict(result.metrics), [out_dir])
     upstream = [ctx.layout.inp(L.LABELED_TRAIN), *(p for pair in (pseudo or []) for p in pair)]
     prepare_output(out_dir, cfg.model_dump(mode="json"), upstream)
     report_dir = ctx.layout.report_dir(stage)
@@ -299,6 +305,11 @@ def _train_stage(ctx: StageContext, stage: str, role: str, cfg, out_rel: str,
         run.log_artifact(report_dir / "history.json")
         metrics["mlflow_run_id"] = run.run_id
     return _finish(ctx, stage, metrics, [out_dir], pictures, run.run_id)
+
+
+def _distributed_rank() -> int:
+    """This process's rank under torchrun (RANK is set by the launcher), else 0."""
+    return int(os.environ.get("RANK", "0"))
 
 
 def _publish_training_pictures(out_dir: Path, report_dir: Path) -> dict[str, Path]:
