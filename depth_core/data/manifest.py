@@ -8,8 +8,6 @@ dataset directory is complete exactly when it exists.
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from depth_core.atomic_io import atomic_write
 from depth_core.data.shards import list_shards, read_shard, shard_index, shard_keys
 
 MANIFEST_NAME = "manifest.parquet"
@@ -119,33 +118,9 @@ def build_manifest(
     return frame
 
 
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(temp, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-
-
 def write_manifest(dataset_dir: str | Path, frame: pd.DataFrame) -> Path:
     """Write manifest.parquet atomically."""
-    path = Path(dataset_dir) / MANIFEST_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        frame.to_parquet(temp, index=False)
-        with open(temp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(Path(dataset_dir) / MANIFEST_NAME, frame.to_parquet(index=False))
 
 
 def read_manifest(dataset_dir: str | Path) -> pd.DataFrame:
@@ -173,7 +148,7 @@ def write_summary(dataset_dir: str | Path, summary: Mapping[str, Any]) -> Path:
     path = Path(dataset_dir) / SUMMARY_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = json.dumps(summary, indent=2, default=_json_default, allow_nan=False) + "\n"
-    _atomic_write_bytes(path, payload.encode())
+    atomic_write(path, payload)
     return path
 
 

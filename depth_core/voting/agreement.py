@@ -31,7 +31,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from depth_core.voting.da2k import atomic_write, pairs_to_annotations, write_annotations
+from depth_core.atomic_io import atomic_write
+from depth_core.voting.da2k import pairs_to_annotations, write_annotations
 from depth_core.voting.disagreement import disagreement_map, disagreement_to_rgb
 from depth_core.voting.pairs import (
     KIND_NAMES,

@@ -11,13 +11,12 @@ written in exactly this format, so they can be fed back into any DA-2K tool, and
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from depth_core.atomic_io import atomic_write
 from depth_core.voting.pairs import KIND_ANNOTATED, PointPairs
 from depth_core.voting.votes import judge
 
@@ -30,23 +29,6 @@ PredictFn = Callable[[list[np.ndarray]], list[np.ndarray]]
 
 class Da2kFormatError(ValueError):
     """An annotations file or mapping that does not follow the DA-2K schema."""
-
-
-def atomic_write(path: str | Path, data: bytes | str) -> Path:
-    """Write a file via a temporary sibling and os.replace, so readers (and DVC) never see a
-    half-written output. Shared by every file the voting package writes."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _is_number(x) -> bool:
