@@ -18,6 +18,39 @@ from depth_core.data.importers import (
 from depth_core.data.preview import contact_sheet
 
 
+def add_depth_convention_arguments(parser: argparse.ArgumentParser) -> None:
+    """The depth-map conventions shared by `data import-rgbd` and `evaluate`."""
+    parser.add_argument(
+        "--depth-scale",
+        type=float,
+        default=1.0,
+        help="raw depth is divided by this (16-bit PNG: NYU 1000, TUM 5000, KITTI 256)",
+    )
+    parser.add_argument("--disparity", action="store_true", help="the maps hold disparity, not depth")
+    parser.add_argument("--min-depth", type=float, default=0.0, help="depth <= this is invalid")
+    parser.add_argument("--max-depth", type=float, default=None, help="depth > this is invalid")
+    parser.add_argument(
+        "--depth-suffix",
+        action="append",
+        default=None,
+        metavar="SUFFIX",
+        help=f"depth file name ending, repeatable, first wins (default: {', '.join(DEFAULT_DEPTH_SUFFIXES[:3])}, ...)",
+    )
+
+
+def depth_convention_options(args: argparse.Namespace) -> dict:
+    """RGBDImportConfig fields from the arguments of `add_depth_convention_arguments`."""
+    options = {
+        "depth_scale": args.depth_scale,
+        "is_disparity": args.disparity,
+        "min_depth": args.min_depth,
+        "max_depth": args.max_depth,
+    }
+    if args.depth_suffix:
+        options["depth_suffixes"] = args.depth_suffix
+    return options
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     data = subparsers.add_parser(
         "data", help="preview datasets, import your own images / RGB-D pairs"
@@ -38,22 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rgbd.add_argument("src", help="folder of images and depth maps (searched recursively)")
     rgbd.add_argument("dst", help="dataset directory to create (replaced only on success)")
     _size_arguments(rgbd)
-    rgbd.add_argument(
-        "--depth-scale",
-        type=float,
-        default=1.0,
-        help="raw depth is divided by this (16-bit PNG: NYU 1000, TUM 5000, KITTI 256)",
-    )
-    rgbd.add_argument("--disparity", action="store_true", help="the maps hold disparity, not depth")
-    rgbd.add_argument("--min-depth", type=float, default=0.0, help="depth <= this is invalid")
-    rgbd.add_argument("--max-depth", type=float, default=None, help="depth > this is invalid")
-    rgbd.add_argument(
-        "--depth-suffix",
-        action="append",
-        default=None,
-        metavar="SUFFIX",
-        help=f"depth file name ending, repeatable, first wins (default: {', '.join(DEFAULT_DEPTH_SUFFIXES[:3])}, ...)",
-    )
+    add_depth_convention_arguments(rgbd)
     rgbd.add_argument("--image-dir", default="", help="sub-folder of SRC holding the images")
     rgbd.add_argument("--depth-dir", default="", help="sub-folder of SRC holding the depth maps")
     rgbd.add_argument(
@@ -95,16 +113,11 @@ def run_import_rgbd(args: argparse.Namespace) -> int:
         "height": args.height,
         "width": args.width,
         "shard_size": args.shard_size,
-        "depth_scale": args.depth_scale,
-        "is_disparity": args.disparity,
-        "min_depth": args.min_depth,
-        "max_depth": args.max_depth,
         "image_dir": args.image_dir,
         "depth_dir": args.depth_dir,
         "depth_resize": args.depth_resize,
+        **depth_convention_options(args),
     }
-    if args.depth_suffix:
-        options["depth_suffixes"] = args.depth_suffix
     return _run(
         lambda: import_rgbd_folder(
             args.src, args.dst, RGBDImportConfig(**options), progress=not args.quiet

@@ -20,7 +20,6 @@ from tqdm.auto import tqdm
 
 from depth_core.data.image_io import ImageReadError
 from depth_core.data.importers import (
-    DEFAULT_DEPTH_SUFFIXES,
     DatasetImportError,
     RGBDImportConfig,
     read_rgbd_pair,
@@ -33,6 +32,7 @@ from depth_core.inference import predict_disparity
 from depth_core.metrics import row_prior_disparity
 from depth_core.models import CheckpointError, load_checkpoint
 from depth_core.pseudo_label import resolve_inference_amp
+from orchestration.commands.data import add_depth_convention_arguments, depth_convention_options
 
 BASELINE = "row-prior baseline"
 COLUMNS = ("abs_rel", "delta1", "pair_accuracy", "inverted_fraction", "n_images")
@@ -56,24 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--data", required=True, help="folder of RGB-D pairs, or a dataset directory"
     )
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
-    parser.add_argument(
-        "--depth-scale",
-        type=float,
-        default=1.0,
-        help="raw depth is divided by this (16-bit PNG: NYU 1000, TUM 5000, KITTI 256)",
-    )
-    parser.add_argument(
-        "--disparity", action="store_true", help="the maps hold disparity, not depth"
-    )
-    parser.add_argument("--min-depth", type=float, default=0.0, help="depth <= this is invalid")
-    parser.add_argument("--max-depth", type=float, default=None, help="depth > this is invalid")
-    parser.add_argument(
-        "--depth-suffix",
-        action="append",
-        default=None,
-        metavar="SUFFIX",
-        help=f"depth file name ending, repeatable (default: {', '.join(DEFAULT_DEPTH_SUFFIXES[:3])}, ...)",
-    )
+    add_depth_convention_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--amp", default="fp32", choices=["auto", "fp32", "bf16", "fp16"])
@@ -206,15 +189,8 @@ def run(args: argparse.Namespace) -> int:
         if is_dataset_complete(data):
             report = evaluate_dataset(models, data, args)
         else:
-            options: dict[str, Any] = {
-                "depth_scale": args.depth_scale,
-                "is_disparity": args.disparity,
-                "min_depth": args.min_depth,
-                "max_depth": args.max_depth,
-            }
-            if args.depth_suffix:
-                options["depth_suffixes"] = args.depth_suffix
-            report = evaluate_folder(models, data, RGBDImportConfig(**options), args)
+            config = RGBDImportConfig(**depth_convention_options(args))
+            report = evaluate_folder(models, data, config, args)
     except (
         FileNotFoundError,
         CheckpointError,
