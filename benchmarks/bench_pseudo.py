@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from depth_core.device import device_name, pick_device
 from depth_core.models import ModelConfig, build_model
 from depth_core.pseudo_label import label_images, prepare_for_inference, resolve_inference_amp
 
@@ -42,13 +43,15 @@ def teacher_config(
     return ModelConfig(**{**config.model_dump(), **update}) if update else config
 
 
-def naive_loop(model: torch.nn.Module, images: np.ndarray, no_grad: bool) -> np.ndarray:
+def naive_loop(
+    model: torch.nn.Module, images: np.ndarray, no_grad: bool, device: torch.device
+) -> np.ndarray:
     """One image at a time in fp32."""
     out = []
     with torch.set_grad_enabled(not no_grad):
         for image in images:
-            x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
-            out.append(model(x)[0].detach().numpy())
+            x = torch.from_numpy(image).permute(2, 0, 1)[None].to(device).float() / 255.0
+            out.append(model(x)[0].detach().cpu().numpy())
     return np.stack(out)
 
 
@@ -68,20 +71,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda:N")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
+    device = pick_device(args.device)
     config = teacher_config(args.params, args.backbone, args.img_size)
     torch.manual_seed(0)
-    model = build_model(config).eval()
+    model = build_model(config).eval().to(device)
     height, width = args.height or config.img_size, args.width or config.img_size
     images = np.random.default_rng(0).integers(
         0, 256, (args.images, height, width, 3), dtype=np.uint8
     )
-    device = torch.device("cpu")
     print(
         f"teacher {config.backbone} features {config.features} (img_size {config.img_size}), "
-        f"{args.images} images {height}x{width}, {torch.get_num_threads()} threads, "
+        f"{args.images} images {height}x{width} on {device_name(device)}, "
+        f"{torch.get_num_threads()} threads, "
         f"load average {os.getloadavg()[0]:.1f}",
         flush=True,
     )
@@ -89,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     auto = resolve_inference_amp("auto", device)
     fast = {amp: prepare_for_inference(copy.deepcopy(model), amp) for amp in ("fp32", "bf16")}
     runs = {
-        "naive per-image fp32": lambda: naive_loop(model, images, no_grad=False),
-        "naive per-image fp32 no_grad": lambda: naive_loop(model, images, no_grad=True),
+        "naive per-image fp32": lambda: naive_loop(model, images, False, device),
+        "naive per-image fp32 no_grad": lambda: naive_loop(model, images, True, device),
         "batched fp32 inference_mode": lambda: label_images(
             fast["fp32"], images, args.batch_size, device, "fp32", False
         ),

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from depth_core.device import device_name, pick_device
 from depth_core.models import ModelConfig, build_model
 from depth_core.training.config import TrainConfig
 from depth_core.training.optim import build_optimizer
@@ -37,27 +38,36 @@ FALLBACK = {
 }
 
 
-def matmul_peak(dtype: torch.dtype, seconds: float = 1.0) -> float:
-    """Best FLOP/s of square matmuls (1024 and 2048) in `dtype` over about `seconds`."""
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so wall-clock timings cover the work itself."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(dtype: torch.dtype, device: torch.device, seconds: float = 1.0) -> float:
+    """Best FLOP/s of square matmuls in `dtype` over about `seconds` (GPUs need larger ones)."""
     best = 0.0
-    for size in (1024, 2048):
-        a = torch.randn(size, size, dtype=dtype)
-        b = torch.randn(size, size, dtype=dtype)
+    sizes = (4096, 8192) if device.type == "cuda" else (1024, 2048)
+    for size in sizes:
+        a = torch.randn(size, size, dtype=dtype, device=device)
+        b = torch.randn(size, size, dtype=dtype, device=device)
         torch.mm(a, b)
+        synchronize(device)
         deadline = time.perf_counter() + seconds / 2
         while time.perf_counter() < deadline:
             start = time.perf_counter()
             torch.mm(a, b)
+            synchronize(device)
             best = max(best, 2.0 * size**3 / (time.perf_counter() - start))
     return best
 
 
-def update_peaks(peaks: dict[str, float]) -> dict[str, float]:
+def update_peaks(peaks: dict[str, float], device: torch.device) -> dict[str, float]:
     """Best peak so far: measured again between configurations, as load on a shared
     machine comes and goes (a peak measured under load would inflate every fraction)."""
     return {
-        "fp32": max(peaks.get("fp32", 0.0), matmul_peak(torch.float32)),
-        "bf16": max(peaks.get("bf16", 0.0), matmul_peak(torch.bfloat16)),
+        "fp32": max(peaks.get("fp32", 0.0), matmul_peak(torch.float32, device)),
+        "bf16": max(peaks.get("bf16", 0.0), matmul_peak(torch.bfloat16, device)),
     }
 
 
@@ -105,9 +115,11 @@ class StepRunner:
         batch_size: int,
         precision: str,
         size: tuple[int, int],
+        device: torch.device,
     ) -> None:
         torch.manual_seed(0)
-        self.model = build_model(config.model)
+        self.device = device
+        self.model = build_model(config.model).to(device)
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(self.model, config.optim)
@@ -117,16 +129,18 @@ class StepRunner:
     def step(self) -> float:
         config, batch_size, student, size, precision = self.args
         batch = synthetic_batch(config, batch_size, student, self.generator, size)
+        synchronize(self.device)
         start = time.perf_counter()
         train_step(
             self.model,
             self.optimizer,
             batch,
             config,
-            torch.device("cpu"),
+            self.device,
             precision,
             self.generator,
         )
+        synchronize(self.device)
         return time.perf_counter() - start
 
     def flops(self) -> float:
@@ -139,15 +153,22 @@ class StepRunner:
         config, batch_size, student, size, _ = self.args
         batch = synthetic_batch(config, batch_size, student, torch.Generator().manual_seed(1), size)
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            self.model(batch["image"])
+            self.model(batch["image"].to(self.device))
         return 3.0 * float(counter.get_total_flops())
 
 
 def measure(
-    config: TrainConfig, student: bool, batch_size: int, steps: int, size: tuple[int, int]
+    config: TrainConfig,
+    student: bool,
+    batch_size: int,
+    steps: int,
+    size: tuple[int, int],
+    device: torch.device,
 ) -> dict[str, dict[str, float]]:
     """Best step time per precision, fp32 and bf16 steps interleaved so load changes hit both."""
-    runners = {p: StepRunner(config, student, batch_size, p, size) for p in ("fp32", "bf16")}
+    runners = {
+        p: StepRunner(config, student, batch_size, p, size, device) for p in ("fp32", "bf16")
+    }
     flops = runners["fp32"].flops()
     for runner in runners.values():  # warm-up: allocator, oneDNN primitive caches
         runner.step()
@@ -175,17 +196,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--channels-last", action="store_true", help="train in channels_last")
     parser.add_argument("--only", default=None, help="comma-separated configuration names")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda:N")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
+    device = pick_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average "
+        f"torch {torch.__version__} on {device_name(device)}, {torch.get_num_threads()} threads, "
+        f"load average "
         f"{os.getloadavg()[0]:.1f}",
         flush=True,
     )
-    peaks = update_peaks({})
+    peaks = update_peaks({}, device)
     results: dict[str, dict] = {"configs": {}}
     configs = configurations(args.params)
     if args.only:
@@ -196,8 +220,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.channels_last:
             config = config.model_copy(update={"channels_last": True})
         size = (args.height or config.model.img_size, args.width or config.model.img_size)
-        measured[name] = (config, size, measure(config, student, args.batch_size, args.steps, size))
-        peaks = update_peaks(peaks)
+        measured[name] = (
+            config,
+            size,
+            measure(config, student, args.batch_size, args.steps, size, device),
+        )
+        peaks = update_peaks(peaks, device)
     results["peak_flops"] = peaks
     print(
         f"matmul peak (best over the run): fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, "

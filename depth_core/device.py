@@ -35,6 +35,14 @@ def pick_device(preference: str | torch.device = "auto") -> torch.device:
     raise ValueError(f"unknown device {preference!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
 
 
+def device_name(device: str | torch.device) -> str:
+    """A readable name for reports: the GPU model for CUDA devices, else the device string."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
 def supports_bf16(device: str | torch.device) -> bool:
     """Whether bfloat16 autocast works on ``device`` (fast on CPUs with AMX / recent GPUs)."""
     device = torch.device(device)

@@ -28,7 +28,8 @@ class LossConfig(BaseModel):
     pseudo_trim: float = Field(0.1, ge=0.0, lt=1.0)
     labeled_trim: float = Field(0.0, ge=0.0, lt=1.0)
     scale_anchor: float = Field(
-        1e-3, ge=0.0,
+        1e-3,
+        ge=0.0,
         description="weight of the (log median prediction)^2 gauge term that keeps the output "
         "scale, which the invariant losses cannot see, from drifting",
     )

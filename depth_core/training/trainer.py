@@ -420,8 +420,15 @@ def _train(
         dist_utils.barrier(ctx)
 
     # ---- the loop
-    progress = tqdm(total=total_steps, initial=state.step, desc="train", unit="step",
-                    disable=not ctx.is_main, dynamic_ncols=True, mininterval=2.0)
+    progress = tqdm(
+        total=total_steps,
+        initial=state.step,
+        desc="train",
+        unit="step",
+        disable=not ctx.is_main,
+        dynamic_ncols=True,
+        mininterval=2.0,
+    )
     session_start = time.perf_counter()
     while state.epoch < config.epochs and state.step < total_steps or _epoch_unfinished(state):
         epoch = state.epoch
@@ -452,8 +459,9 @@ def _train(
                     if state.step % config.log_every == 0 or state.step == total_steps:
                         state.steps_log.append({"step": state.step, **values})
                         emit(values, state.step)
-                    progress.set_postfix(epoch=epoch + 1, loss=f"{values['train/loss']:.4f}",
-                                         refresh=False)
+                    progress.set_postfix(
+                        epoch=epoch + 1, loss=f"{values['train/loss']:.4f}", refresh=False
+                    )
                 else:  # skipped: a non-finite gradient would poison the weights
                     state.bad_steps += 1
                     if state.bad_steps >= MAX_BAD_STEPS:
