@@ -31,16 +31,22 @@ FALLBACK_TEACHER = {"backbone": "vit_small_patch16_224", "features": 64, "img_si
 
 def teacher_config(
     params_path: Path | None, backbone: str | None, img_size: int | None
-) -> ModelConfig:
-    """The params.yaml teacher (or a fallback), optionally with another backbone / size."""
+) -> tuple[ModelConfig, tuple[int, int] | None]:
+    """The params.yaml teacher (or a fallback), optionally with another backbone / size, and
+    the size of the unlabeled images it labels in the pipeline (None without params)."""
     if params_path is not None and params_path.exists():
         from orchestration.config import load_params
 
-        config = load_params(params_path).teacher.model
+        params = load_params(params_path)
+        config = params.teacher.model
+        render = params.data.unlabeled.render
+        image_size = (render.height, render.width)
     else:
-        config = ModelConfig(**FALLBACK_TEACHER)
+        config, image_size = ModelConfig(**FALLBACK_TEACHER), None
     update = {k: v for k, v in (("backbone", backbone), ("img_size", img_size)) if v is not None}
-    return ModelConfig(**{**config.model_dump(), **update}) if update else config
+    if update:
+        config = ModelConfig(**{**config.model_dump(), **update})
+    return config, image_size
 
 
 def naive_loop(
@@ -65,8 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         "--height",
         type=int,
         default=None,
-        help="default: the model's img_size (the naive loop "
-        "runs at the image size, so keep the longer side = img_size for a fair comparison)",
+        help="default: the pipeline's unlabeled image size from params (else the model's "
+        "img_size); the naive loop runs at the image size, so keep the longer side = img_size "
+        "for a fair comparison",
     )
     parser.add_argument("--width", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -76,10 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     device = pick_device(args.device)
-    config = teacher_config(args.params, args.backbone, args.img_size)
+    config, pipeline_size = teacher_config(args.params, args.backbone, args.img_size)
     torch.manual_seed(0)
     model = build_model(config).eval().to(device)
-    height, width = args.height or config.img_size, args.width or config.img_size
+    if pipeline_size is None or max(pipeline_size) != config.img_size:
+        pipeline_size = (config.img_size, config.img_size)
+    height, width = args.height or pipeline_size[0], args.width or pipeline_size[1]
     images = np.random.default_rng(0).integers(
         0, 256, (args.images, height, width, 3), dtype=np.uint8
     )

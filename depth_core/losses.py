@@ -34,8 +34,12 @@ MAD_EPS = 1e-6
 _SINGULAR_RTOL = 1e-10
 
 
-class LossConfig(BaseModel):
-    """Knobs of ``depth_loss``; ``depth_loss(pred, target, mask, **config.model_dump())``."""
+class LossTerms(BaseModel):
+    """What every use of ``depth_loss`` configures: the alignment and the terms' weights.
+
+    ``LossConfig`` adds one trim fraction; the trainer's ``TrainLossConfig`` adds per-group
+    trims (ground truth vs pseudo-labels) and its regularisers instead.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -43,6 +47,15 @@ class LossConfig(BaseModel):
     alpha: float = Field(2.0, ge=0.0, description="weight of the gradient-matching term")
     scales: int = Field(4, ge=1, description="number of gradient-matching scales (2^k strides)")
     reduction: Reduction = "batch"
+
+    def loss_kwargs(self) -> dict:
+        """The shared keyword arguments of ``depth_loss``."""
+        return {name: getattr(self, name) for name in LossTerms.model_fields}
+
+
+class LossConfig(LossTerms):
+    """Knobs of ``depth_loss``; ``depth_loss(pred, target, mask, **config.model_dump())``."""
+
     trim: float = Field(
         0.0, ge=0.0, lt=1.0, description="fraction of largest per-pixel losses dropped"
     )

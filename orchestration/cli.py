@@ -15,23 +15,34 @@ import sys
 # Set DEPTH_DISTILL_DEBUG=1 to see the traceback anyway.
 USER_ERRORS = (ValueError, FileNotFoundError, KeyError, PermissionError)
 
-COMMAND_MODULES = (
-    "stage",
-    "data",
-    "predict",
-    "evaluate",
-    "evaluate_pairs",
-    "bench",
-)
+# command name -> the module in orchestration.commands that registers it
+COMMAND_MODULES = {
+    "stage": "stage",
+    "data": "data",
+    "predict": "predict",
+    "evaluate": "evaluate",
+    "evaluate-pairs": "evaluate_pairs",
+    "bench": "bench",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _modules_for(argv: list[str] | None) -> list[str]:
+    """Only the named command's module when there is one: each stage of `dvc repro` is its own
+    process, and importing every command's dependencies costs seconds per process."""
+    first = next((a for a in argv or [] if not a.startswith("-")), None)
+    if first in COMMAND_MODULES:
+        return [COMMAND_MODULES[first]]
+    return list(dict.fromkeys(COMMAND_MODULES.values()))
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for `argv` (only its command registered), or for every command."""
     parser = argparse.ArgumentParser(
         prog="depth-distill",
         description="Depth Anything-style teacher/student training pipeline.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in _modules_for(argv):
         try:
             module = importlib.import_module(f"orchestration.commands.{name}")
         except ModuleNotFoundError as exc:
@@ -43,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         result = args.func(args)

@@ -38,6 +38,9 @@ class LabeledDataParams(StrictModel):
     n_val: int = Field(128, ge=1)
     shard_size: int = Field(256, ge=1)
     seed: int = 0
+    workers: int = Field(
+        1, ge=1, description="processes rendering shards in parallel (same files for any count)"
+    )
     render: RenderConfig = Field(default_factory=RenderConfig)
     folder: RGBDImportConfig | None = None
     val_fraction: float = Field(0.05, gt=0, lt=1)
@@ -54,6 +57,9 @@ class UnlabeledDataParams(StrictModel):
     n_images: int = Field(3000, ge=1)
     shard_size: int = Field(256, ge=1)
     seed: int = 1
+    workers: int = Field(
+        1, ge=1, description="processes rendering shards in parallel (same files for any count)"
+    )
     render: RenderConfig = Field(default_factory=lambda: RenderConfig(domain="target"))
     folder: ImageImportConfig | None = None
 

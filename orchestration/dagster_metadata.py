@@ -40,11 +40,19 @@ def stage_metadata(result: StageResult, dvc_hashes: dict[str, str] | None = None
         if isinstance(value, float) and not math.isfinite(value):
             continue
         if key.startswith(_HEADLINE_PREFIXES) or key in ("stage_seconds", "checkpoint_bytes"):
-            metadata[key] = dg.MetadataValue.float(float(value)) if isinstance(value, float) \
-                else dg.MetadataValue.int(int(value)) if isinstance(value, int) else str(value)
+            metadata[key] = (
+                dg.MetadataValue.float(float(value))
+                if isinstance(value, float)
+                else dg.MetadataValue.int(int(value))
+                if isinstance(value, int)
+                else str(value)
+            )
     metadata["metrics"] = dg.MetadataValue.json(
-        {k: v for k, v in result.metrics.items()
-         if not (isinstance(v, float) and not math.isfinite(v))}
+        {
+            k: v
+            for k, v in result.metrics.items()
+            if not (isinstance(v, float) and not math.isfinite(v))
+        }
     )
     for path in result.outputs:
         metadata[f"path/{Path(path).name}"] = dg.MetadataValue.path(str(path))

@@ -9,8 +9,6 @@ the default lineage, `dvc commit`s the stage so DVC and Dagster agree on what is
 Launchpad runs that override params are experiments: they write under experiments/<name>/.
 """
 
-
-
 import os
 from pathlib import Path
 
@@ -54,8 +52,13 @@ class PipelineResource(dg.ConfigurableResource):
         return experiment_layout(root, name) if name else default_layout(root)
 
 
-def _run(context: AssetExecutionContext, pipeline: PipelineResource, stage: str,
-         dvc_stage: str, student: str | None = None) -> tuple[StageResult, dict]:
+def _run(
+    context: AssetExecutionContext,
+    pipeline: PipelineResource,
+    stage: str,
+    dvc_stage: str,
+    student: str | None = None,
+) -> tuple[StageResult, dict]:
     layout = pipeline.layout(context.run_id)
     ctx = StageContext(
         params=pipeline.params(),
@@ -76,11 +79,14 @@ def _run(context: AssetExecutionContext, pipeline: PipelineResource, stage: str,
     return result, stage_metadata(result, hashes)
 
 
-def _check(name: str, passed: bool, description: str, quality: bool = False,
-           **metadata) -> dg.AssetCheckResult:
+def _check(
+    name: str, passed: bool, description: str, quality: bool = False, **metadata
+) -> dg.AssetCheckResult:
     """Integrity checks are errors; model-quality checks warn (a smoke-size model is untrained)."""
     return dg.AssetCheckResult(
-        check_name=name, passed=bool(passed), description=description,
+        check_name=name,
+        passed=bool(passed),
+        description=description,
         severity=dg.AssetCheckSeverity.WARN if quality else dg.AssetCheckSeverity.ERROR,
         metadata={k: v for k, v in metadata.items() if v is not None},
     )
@@ -90,16 +96,27 @@ DATA_KINDS = {"numpy", "dvc"}
 MODEL_KINDS = {"pytorch", "mlflow", "dvc"}
 
 
-@dg.asset(group_name="data", kinds=DATA_KINDS,
-          check_specs=[dg.AssetCheckSpec("depth_mostly_valid", asset="labeled_data")])
+@dg.asset(
+    group_name="data",
+    kinds=DATA_KINDS,
+    check_specs=[dg.AssetCheckSpec("depth_mostly_valid", asset="labeled_data")],
+)
 def labeled_data(context: AssetExecutionContext, pipeline: PipelineResource):
     """RGB + dense depth for the teacher: procedurally rendered scenes (or a user's RGB-D folder),
     split into train and a held-out validation split."""
     result, metadata = _run(context, pipeline, "labeled_data", "labeled_data")
     valid = result.metrics.get("valid_fraction") or 0.0
-    return dg.MaterializeResult(metadata=metadata, check_results=[
-        _check("depth_mostly_valid", valid >= 0.3, "at least 30% of pixels carry valid depth",
-               valid_fraction=float(valid))])
+    return dg.MaterializeResult(
+        metadata=metadata,
+        check_results=[
+            _check(
+                "depth_mostly_valid",
+                valid >= 0.3,
+                "at least 30% of pixels carry valid depth",
+                valid_fraction=float(valid),
+            )
+        ],
+    )
 
 
 @dg.asset(group_name="data", kinds=DATA_KINDS)
@@ -122,54 +139,88 @@ def _model_checks(metrics: dict, domain: str) -> list[dg.AssetCheckResult]:
     base = metrics.get(f"baseline/{domain}/pair_accuracy")
     inverted = metrics.get(f"val/{domain}/inverted_fraction")
     return [
-        _check("not_inverted", inverted is not None and inverted < 0.5,
-               "predictions are not inverted depth (lstsq scale > 0 on most images)",
-               quality=True, inverted_fraction=inverted),
-        _check("beats_row_prior", ours is not None and base is not None and ours > base,
-               f"raw pair accuracy on the {domain} set beats 'lower in the image is nearer'",
-               quality=True, pair_accuracy=ours, baseline_pair_accuracy=base),
+        _check(
+            "not_inverted",
+            inverted is not None and inverted < 0.5,
+            "predictions are not inverted depth (lstsq scale > 0 on most images)",
+            quality=True,
+            inverted_fraction=inverted,
+        ),
+        _check(
+            "beats_row_prior",
+            ours is not None and base is not None and ours > base,
+            f"raw pair accuracy on the {domain} set beats 'lower in the image is nearer'",
+            quality=True,
+            pair_accuracy=ours,
+            baseline_pair_accuracy=base,
+        ),
     ]
 
 
 def _model_check_specs(asset_key: str) -> list[dg.AssetCheckSpec]:
-    return [dg.AssetCheckSpec("not_inverted", asset=asset_key),
-            dg.AssetCheckSpec("beats_row_prior", asset=asset_key)]
+    return [
+        dg.AssetCheckSpec("not_inverted", asset=asset_key),
+        dg.AssetCheckSpec("beats_row_prior", asset=asset_key),
+    ]
 
 
-@dg.asset(group_name="models", kinds=MODEL_KINDS, deps=[labeled_data, target_eval_set],
-          check_specs=_model_check_specs("teacher_checkpoint"))
+@dg.asset(
+    group_name="models",
+    kinds=MODEL_KINDS,
+    deps=[labeled_data, target_eval_set],
+    check_specs=_model_check_specs("teacher_checkpoint"),
+)
 def teacher_checkpoint(context: AssetExecutionContext, pipeline: PipelineResource):
     """The largest model, trained on labeled data only with SSI + gradient matching loss."""
     result, metadata = _run(context, pipeline, "teacher", "teacher")
-    return dg.MaterializeResult(metadata=metadata,
-                                check_results=_model_checks(result.metrics, "synthetic"))
+    return dg.MaterializeResult(
+        metadata=metadata, check_results=_model_checks(result.metrics, "synthetic")
+    )
 
 
-@dg.asset(group_name="models", kinds={"pytorch", "dvc"},
-          deps=[teacher_checkpoint, unlabeled_images],
-          check_specs=[dg.AssetCheckSpec("no_nan", asset="pseudo_labels")])
+@dg.asset(
+    group_name="models",
+    kinds={"pytorch", "dvc"},
+    deps=[teacher_checkpoint, unlabeled_images],
+    check_specs=[dg.AssetCheckSpec("no_nan", asset="pseudo_labels")],
+)
 def pseudo_labels(context: AssetExecutionContext, pipeline: PipelineResource):
     """The teacher's disparity on every unlabeled image, sharded like the images."""
     result, metadata = _run(context, pipeline, "pseudo_labels", "pseudo_labels")
     nan_count = int(result.metrics.get("nan_count", 0) or 0)
-    return dg.MaterializeResult(metadata=metadata, check_results=[
-        _check("no_nan", nan_count == 0, "no NaN/inf pixel in any pseudo-label",
-               nan_count=nan_count)])
+    return dg.MaterializeResult(
+        metadata=metadata,
+        check_results=[
+            _check(
+                "no_nan",
+                nan_count == 0,
+                "no NaN/inf pixel in any pseudo-label",
+                nan_count=nan_count,
+            )
+        ],
+    )
 
 
 def _student_asset(name: str) -> dg.AssetsDefinition:
     key = f"student_checkpoint_{name}"
 
-    @dg.asset(name=key, group_name="models", kinds=MODEL_KINDS,
-              deps=[labeled_data, pseudo_labels, unlabeled_images, target_eval_set],
-              check_specs=_model_check_specs(key))
+    @dg.asset(
+        name=key,
+        group_name="models",
+        kinds=MODEL_KINDS,
+        deps=[labeled_data, pseudo_labels, unlabeled_images, target_eval_set],
+        check_specs=_model_check_specs(key),
+    )
     def _student(context: AssetExecutionContext, pipeline: PipelineResource):
         result, metadata = _run(context, pipeline, "student", f"student@{name}", student=name)
-        return dg.MaterializeResult(metadata=metadata,
-                                    check_results=_model_checks(result.metrics, "target"))
+        return dg.MaterializeResult(
+            metadata=metadata, check_results=_model_checks(result.metrics, "target")
+        )
 
-    _student.__doc__ = (f"Student '{name}': re-initialised, trained on labeled data + pseudo-labels "
-                        "with strong perturbations, CutMix and top-10% loss trimming.")
+    _student.__doc__ = (
+        f"Student '{name}': re-initialised, trained on labeled data + pseudo-labels "
+        "with strong perturbations, CutMix and top-10% loss trimming."
+    )
     return _student
 
 
@@ -196,10 +247,12 @@ def build_definitions(params: Params | None = None) -> dg.Definitions:
     params = params if params is not None else _default_params()
     students = [_student_asset(name) for name in (params.students if params else {})]
 
-    @dg.asset(group_name="reports", kinds={"pytorch", "mlflow", "dvc"},
-              deps=[*_expert_deps(params), "target_eval_set"],
-              check_specs=[dg.AssetCheckSpec("covers_every_expert",
-                                             asset="expert_agreement_report")])
+    @dg.asset(
+        group_name="reports",
+        kinds={"pytorch", "mlflow", "dvc"},
+        deps=[*_expert_deps(params), "target_eval_set"],
+        check_specs=[dg.AssetCheckSpec("covers_every_expert", asset="expert_agreement_report")],
+    )
     def expert_agreement_report(context: AssetExecutionContext, pipeline: PipelineResource):
         """Four experts vote on point pairs; disagreements are flagged and queued for review."""
         result, metadata = _run(context, pipeline, "agreement", "agreement")
@@ -208,15 +261,33 @@ def build_definitions(params: Params | None = None) -> dg.Definitions:
             metadata["summary"] = dg.MetadataValue.md(summary.read_text())
         expected = len(pipeline.params().agreement.experts)
         got = int(result.metrics.get("n_experts", 0) or 0)
-        return dg.MaterializeResult(metadata=metadata, check_results=[
-            _check("covers_every_expert", got == expected and expected >= 2,
-                   "every configured expert voted on every pair", n_experts=got,
-                   expected=expected)])
+        return dg.MaterializeResult(
+            metadata=metadata,
+            check_results=[
+                _check(
+                    "covers_every_expert",
+                    got == expected and expected >= 2,
+                    "every configured expert voted on every pair",
+                    n_experts=got,
+                    expected=expected,
+                )
+            ],
+        )
 
-    assets = [labeled_data, unlabeled_images, target_eval_set, teacher_checkpoint,
-              pseudo_labels, *students, expert_agreement_report]
-    lineage = dg.define_asset_job("lineage", selection=dg.AssetSelection.all(),
-                                  description="The whole lineage, data to agreement report.")
+    assets = [
+        labeled_data,
+        unlabeled_images,
+        target_eval_set,
+        teacher_checkpoint,
+        pseudo_labels,
+        *students,
+        expert_agreement_report,
+    ]
+    lineage = dg.define_asset_job(
+        "lineage",
+        selection=dg.AssetSelection.all(),
+        description="The whole lineage, data to agreement report.",
+    )
     return dg.Definitions(
         assets=assets,
         jobs=[lineage],

@@ -41,7 +41,12 @@ def commit_stage(root: Path, stage: str, timeout: float = 1800) -> dict[str, str
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     proc = subprocess.run(
         [exe, "commit", "--force", "--quiet", stage],
-        cwd=root, capture_output=True, text=True, timeout=timeout, env=env, check=False,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
     )
     if proc.returncode != 0:
         raise DvcError(f"dvc commit {stage} failed:\n{proc.stderr.strip() or proc.stdout.strip()}")

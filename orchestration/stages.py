@@ -94,8 +94,10 @@ def prepare_output(path: Path, fingerprint: dict, upstream: list[Path] = ()) -> 
     Outputs survive an interruption so a re-run resumes (complete shards, the last training
     checkpoint); when the params or an upstream output changed, the stale directory goes.
     """
-    full = {"params": fingerprint,
-            "upstream": {str(Path(u).name): fingerprint_of(u) for u in upstream}}
+    full = {
+        "params": fingerprint,
+        "upstream": {str(Path(u).name): fingerprint_of(u) for u in upstream},
+    }
     path = Path(path)
     if path.exists() and fingerprint_of(path) != json.loads(json.dumps(full, sort_keys=True)):
         shutil.rmtree(path)
@@ -103,8 +105,14 @@ def prepare_output(path: Path, fingerprint: dict, upstream: list[Path] = ()) -> 
     write_json_atomic(path / FINGERPRINT_FILE, full)
 
 
-def _finish(ctx: StageContext, stage: str, metrics: dict, outputs: list[Path],
-            pictures: dict[str, Path] | None = None, run_id: str | None = None) -> StageResult:
+def _finish(
+    ctx: StageContext,
+    stage: str,
+    metrics: dict,
+    outputs: list[Path],
+    pictures: dict[str, Path] | None = None,
+    run_id: str | None = None,
+) -> StageResult:
     metrics = {**metrics, "stage_seconds": round(float(metrics.get("stage_seconds", 0.0)), 2)}
     write_json_atomic(ctx.layout.metrics_file(stage), metrics)
     return StageResult(stage, metrics, outputs, pictures or {}, run_id)
@@ -120,26 +128,38 @@ def _device(params: Params):
 # data
 
 
-def _render_dataset(out_dir: Path, render_cfg, n: int, shard_size: int, seed: int,
-                    keep_depth: bool, desc: str) -> dict:
+def _render_dataset(
+    out_dir: Path,
+    render_cfg,
+    n: int,
+    shard_size: int,
+    seed: int,
+    keep_depth: bool,
+    desc: str,
+    workers: int,
+) -> dict:
     from depth_core.data.manifest import write_dataset_metadata
-    from depth_core.data.render import render_shard
+    from depth_core.data.render import ShardRenderer
     from depth_core.data.shards import build_sharded
 
-    def make_shard(index: int, start: int, count: int) -> dict:
-        batch = render_shard(render_cfg, seed, index, count)
-        arrays = {"id": batch["id"], "image": batch["image"]}
-        if keep_depth:
-            arrays["depth"] = batch["depth"]
-            arrays["mask"] = batch["mask"]
-        return arrays
-
-    stats = build_sharded(out_dir, n, shard_size, make_shard, desc=desc)
+    stats = build_sharded(
+        out_dir,
+        n,
+        shard_size,
+        ShardRenderer(render_cfg, seed, keep_depth),
+        desc=desc,
+        workers=workers,
+    )
     write_dataset_metadata(
         out_dir,
         params={"source": render_cfg.domain, "seed": seed, "render": render_cfg.model_dump()},
     )
     return stats
+
+
+def _data_fingerprint(cfg) -> dict:
+    """What a dataset's content depends on: its params less the process count."""
+    return cfg.model_dump(mode="json", exclude={"workers"})
 
 
 def _preview(dataset_dir: Path, out_png: Path, n: int = 16) -> Path:
@@ -165,17 +185,34 @@ def stage_labeled_data(ctx: StageContext) -> StageResult:
     start = time.perf_counter()
     skipped = 0
     for out in (train_dir, val_dir):
-        prepare_output(out, cfg.model_dump(mode="json"))
+        prepare_output(out, _data_fingerprint(cfg))
     if cfg.source == "synthetic":
-        _render_dataset(train_dir, cfg.render, cfg.n_train, cfg.shard_size, cfg.seed, True,
-                        "labeled train")
-        _render_dataset(val_dir, cfg.render, cfg.n_val, cfg.shard_size, cfg.seed + 100_003, True,
-                        "labeled val")
+        _render_dataset(
+            train_dir,
+            cfg.render,
+            cfg.n_train,
+            cfg.shard_size,
+            cfg.seed,
+            True,
+            "labeled train",
+            cfg.workers,
+        )
+        _render_dataset(
+            val_dir,
+            cfg.render,
+            cfg.n_val,
+            cfg.shard_size,
+            cfg.seed + 100_003,
+            True,
+            "labeled val",
+            cfg.workers,
+        )
     else:
         from depth_core.data.importers import import_rgbd_folder_split
 
-        report = import_rgbd_folder_split(cfg.folder, train_dir, val_dir, cfg.val_fraction,
-                                          seed=cfg.seed)
+        report = import_rgbd_folder_split(
+            cfg.folder, train_dir, val_dir, cfg.val_fraction, seed=cfg.seed
+        )
         skipped = int(report["n_skipped"])
     preview = _preview(train_dir, ctx.layout.report_dir("labeled_data") / "preview.png")
     train, val = _dataset_stats(train_dir), _dataset_stats(val_dir)
@@ -194,10 +231,18 @@ def stage_unlabeled_images(ctx: StageContext) -> StageResult:
     out_dir = ctx.layout.out(L.UNLABELED)
     start = time.perf_counter()
     skipped = 0
-    prepare_output(out_dir, cfg.model_dump(mode="json"))
+    prepare_output(out_dir, _data_fingerprint(cfg))
     if cfg.source == "target":
-        _render_dataset(out_dir, cfg.render, cfg.n_images, cfg.shard_size, cfg.seed, False,
-                        "unlabeled")
+        _render_dataset(
+            out_dir,
+            cfg.render,
+            cfg.n_images,
+            cfg.shard_size,
+            cfg.seed,
+            False,
+            "unlabeled",
+            cfg.workers,
+        )
     else:
         from depth_core.data.importers import import_image_folder
 
@@ -218,12 +263,25 @@ def stage_target_eval(ctx: StageContext) -> StageResult:
     start = time.perf_counter()
     skipped = 0
     render = ctx.params.data.unlabeled.render
-    prepare_output(out_dir, {"target_eval": cfg.model_dump(mode="json"),
-                             "render": render.model_dump(mode="json"),
-                             "shard_size": ctx.params.data.unlabeled.shard_size})
+    prepare_output(
+        out_dir,
+        {
+            "target_eval": cfg.model_dump(mode="json"),
+            "render": render.model_dump(mode="json"),
+            "shard_size": ctx.params.data.unlabeled.shard_size,
+        },
+    )
     if cfg.source == "target":
-        _render_dataset(out_dir, render, cfg.n_images, ctx.params.data.unlabeled.shard_size,
-                        cfg.seed + 200_003, True, "target eval")
+        _render_dataset(
+            out_dir,
+            render,
+            cfg.n_images,
+            ctx.params.data.unlabeled.shard_size,
+            cfg.seed + 200_003,
+            True,
+            "target eval",
+            ctx.params.data.unlabeled.workers,
+        )
     else:
         from depth_core.data.importers import import_rgbd_folder
 
@@ -259,9 +317,16 @@ def _baseline_metrics(ctx: StageContext) -> dict[str, float]:
     return out
 
 
-def _train_stage(ctx: StageContext, stage: str, role: str, cfg, out_rel: str,
-                 pseudo: list[tuple[Path, Path]] | None, param_keys: list[str],
-                 run_name: str) -> StageResult:
+def _train_stage(
+    ctx: StageContext,
+    stage: str,
+    role: str,
+    cfg,
+    out_rel: str,
+    pseudo: list[tuple[Path, Path]] | None,
+    param_keys: list[str],
+    run_name: str,
+) -> StageResult:
     from depth_core.training import train
 
     out_dir = ctx.layout.out(out_rel)
@@ -269,8 +334,15 @@ def _train_stage(ctx: StageContext, stage: str, role: str, cfg, out_rel: str,
         cfg = cfg.model_copy(update={"device": ctx.params.device})
     if _distributed_rank() > 0:
         # Under torchrun every rank trains; rank 0 alone prepares outputs and records them.
-        result = train(cfg, out_dir=out_dir, labeled_dirs=[ctx.layout.inp(L.LABELED_TRAIN)],
-                       val_sets=_val_sets(ctx), pseudo=pseudo, log=None, resume=True)
+        result = train(
+            cfg,
+            out_dir=out_dir,
+            labeled_dirs=[ctx.layout.inp(L.LABELED_TRAIN)],
+            val_sets=_val_sets(ctx),
+            pseudo=pseudo,
+            log=None,
+            resume=True,
+        )
         return StageResult(stage, dict(result.metrics), [out_dir])
     upstream = [ctx.layout.inp(L.LABELED_TRAIN), *(p for pair in (pseudo or []) for p in pair)]
     prepare_output(out_dir, cfg.model_dump(mode="json"), upstream)
@@ -278,11 +350,20 @@ def _train_stage(ctx: StageContext, stage: str, role: str, cfg, out_rel: str,
     logged_params = {}
     for key in param_keys:
         section = params_section(ctx.params, key)
-        logged_params.update(_flatten(section, key) if isinstance(section, dict) else {key: section})
+        logged_params.update(
+            _flatten(section, key) if isinstance(section, dict) else {key: section}
+        )
     start = time.perf_counter()
-    with stage_run(ctx.layout.root if not ctx.layout.is_experiment else ctx.layout.fallback,
-                   stage, role, ctx.pipeline_key, ctx.runner, logged_params,
-                   ctx.tags, run_name) as run:
+    with stage_run(
+        ctx.layout.root if not ctx.layout.is_experiment else ctx.layout.fallback,
+        stage,
+        role,
+        ctx.pipeline_key,
+        ctx.runner,
+        logged_params,
+        ctx.tags,
+        run_name,
+    ) as run:
         result = train(
             cfg,
             out_dir=out_dir,
@@ -346,8 +427,16 @@ def _flatten(value: dict, prefix: str) -> dict:
 
 
 def stage_teacher(ctx: StageContext) -> StageResult:
-    return _train_stage(ctx, "teacher", "teacher", ctx.params.teacher, L.TEACHER, None,
-                        STAGE_PARAMS["teacher"], "teacher")
+    return _train_stage(
+        ctx,
+        "teacher",
+        "teacher",
+        ctx.params.teacher,
+        L.TEACHER,
+        None,
+        STAGE_PARAMS["teacher"],
+        "teacher",
+    )
 
 
 def stage_pseudo_labels(ctx: StageContext) -> StageResult:
@@ -355,8 +444,11 @@ def stage_pseudo_labels(ctx: StageContext) -> StageResult:
 
     cfg = ctx.params.pseudo_labels
     out_dir = ctx.layout.out(L.PSEUDO_LABELS)
-    prepare_output(out_dir, cfg.model_dump(mode="json"),
-                   [ctx.layout.inp(L.TEACHER), ctx.layout.inp(L.UNLABELED)])
+    prepare_output(
+        out_dir,
+        cfg.model_dump(mode="json"),
+        [ctx.layout.inp(L.TEACHER), ctx.layout.inp(L.UNLABELED)],
+    )
     start = time.perf_counter()
     stats = generate_pseudo_labels(
         checkpoint=ctx.layout.inp(L.TEACHER) / L.CHECKPOINT_FILE,
@@ -374,12 +466,20 @@ def stage_pseudo_labels(ctx: StageContext) -> StageResult:
 
 def stage_student(ctx: StageContext, name: str) -> StageResult:
     if name not in ctx.params.students:
-        raise KeyError(f"students.{name}: no such student in params (known: "
-                       f"{sorted(ctx.params.students)})")
+        raise KeyError(
+            f"students.{name}: no such student in params (known: {sorted(ctx.params.students)})"
+        )
     pseudo = [(ctx.layout.inp(L.UNLABELED), ctx.layout.inp(L.PSEUDO_LABELS))]
-    return _train_stage(ctx, f"student_{name}", "student", ctx.params.students[name],
-                        ctx.layout.student(name), pseudo, ["device", f"students.{name}"],
-                        f"student {name}")
+    return _train_stage(
+        ctx,
+        f"student_{name}",
+        "student",
+        ctx.params.students[name],
+        ctx.layout.student(name),
+        pseudo,
+        ["device", f"students.{name}"],
+        f"student {name}",
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -394,7 +494,9 @@ def expert_checkpoints(ctx: StageContext) -> dict[str, Path]:
             experts["teacher"] = ctx.layout.inp(L.TEACHER) / L.CHECKPOINT_FILE
         elif entry.startswith("student:"):
             name = entry.split(":", 1)[1]
-            experts[f"student_{name}"] = ctx.layout.inp(ctx.layout.student(name)) / L.CHECKPOINT_FILE
+            experts[f"student_{name}"] = (
+                ctx.layout.inp(ctx.layout.student(name)) / L.CHECKPOINT_FILE
+            )
         else:
             path = Path(entry)
             experts[path.stem] = path if path.is_absolute() else ctx.layout.root / path
@@ -420,8 +522,9 @@ def stage_agreement(ctx: StageContext) -> StageResult:
     predictions = {}
     for name, path in expert_checkpoints(ctx).items():
         model, _ = load_checkpoint(path, map_location=device)
-        predictions[name] = predict_disparity(model, images, batch_size=cfg.batch_size,
-                                              device=device)
+        predictions[name] = predict_disparity(
+            model, images, batch_size=cfg.batch_size, device=device
+        )
     metrics = run_agreement(
         predictions,
         images,
@@ -433,10 +536,16 @@ def stage_agreement(ctx: StageContext) -> StageResult:
         report_images=cfg.report_images,
     )
     metrics = {**metrics, "stage_seconds": time.perf_counter() - start}
-    with stage_run(ctx.layout.root if not ctx.layout.is_experiment else ctx.layout.fallback,
-                   "agreement", "report", ctx.pipeline_key, ctx.runner,
-                   _flatten(params_section(ctx.params, "agreement"), "agreement"),
-                   ctx.tags, "expert agreement") as run:
+    with stage_run(
+        ctx.layout.root if not ctx.layout.is_experiment else ctx.layout.fallback,
+        "agreement",
+        "report",
+        ctx.pipeline_key,
+        ctx.runner,
+        _flatten(params_section(ctx.params, "agreement"), "agreement"),
+        ctx.tags,
+        "expert agreement",
+    ) as run:
         run.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         run.log_artifact(out_dir, "agreement_report")
         metrics["mlflow_run_id"] = run.run_id

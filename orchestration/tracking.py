@@ -29,7 +29,11 @@ def default_tracking_uri(root: Path) -> str:
 def git_commit(root: Path) -> str | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10,
+            ["git", "rev-parse", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
             check=False,
         )
     except (OSError, subprocess.SubprocessError):
@@ -148,8 +152,13 @@ def stage_run(
     run = client.create_run(
         experiment_id,
         run_name=run_name or stage,
-        tags={**tags, "stage": stage, "role": role, "pipeline_key": pipeline_key,
-              "mlflow.parentRunId": parent},
+        tags={
+            **tags,
+            "stage": stage,
+            "role": role,
+            "pipeline_key": pipeline_key,
+            "mlflow.parentRunId": parent,
+        },
     )
     handle = StageRun(client, run.info.run_id)
     if params:

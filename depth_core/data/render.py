@@ -662,3 +662,18 @@ def render_shard(
         device,
         id_prefix=f"{config.domain}-{base_seed}-{shard_index:06d}",
     )
+
+
+@dataclass(frozen=True)
+class ShardRenderer:
+    """`make_shard` for `build_sharded`: renders shard i of a dataset (picklable, so worker
+    processes can render shards in parallel; the output does not depend on the worker count)."""
+
+    config: RenderConfig
+    base_seed: int
+    keep_depth: bool = True
+
+    def __call__(self, shard_index: int, start: int, count: int) -> dict:
+        batch = render_shard(self.config, self.base_seed, shard_index, count)
+        keys = ("id", "image", "depth", "mask") if self.keep_depth else ("id", "image")
+        return {key: batch[key] for key in keys}

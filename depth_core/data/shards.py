@@ -8,11 +8,13 @@ rewriting that shard; finished shards are never rewritten.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
 import uuid
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -188,6 +190,7 @@ def build_sharded(
     progress: bool = True,
     compress: bool = False,
     desc: str | None = None,
+    workers: int = 1,
 ) -> BuildStats:
     """Write the missing shards of a dataset of `n_items` items, `shard_size` per shard.
 
@@ -195,7 +198,9 @@ def build_sharded(
     (each with first dimension `count`). Complete shards are skipped, so a re-run after a
     crash resumes where it stopped; `shard_indices` restricts the build to a subset so several
     processes or machines can share one dataset (e.g. `range(rank, n, world)`). `desc`
-    labels the progress bar.
+    labels the progress bar. With `workers > 1` the missing shards are built by that many
+    spawned processes (`make_shard` must then be picklable, e.g. a module-level class); each
+    writes its own shard atomically, so the result is the same files as with one process.
     """
     total = num_shards(n_items, shard_size)
     if shard_indices is None:
@@ -205,27 +210,58 @@ def build_sharded(
         bad = [i for i in indices if not 0 <= i < total]
         if bad:
             raise ValueError(f"shard indices {bad} out of range for {total} shards")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     removed = clean_temp_files(dataset_dir, indices)
-    written = skipped = 0
+    pending = [i for i in indices if not is_complete(shard_path(dataset_dir, i))]
+    jobs = [
+        (
+            make_shard,
+            str(dataset_dir),
+            i,
+            i * shard_size,
+            min(shard_size, n_items - i * shard_size),
+            compress,
+        )
+        for i in pending
+    ]
     label = desc or f"shards {Path(dataset_dir).name}"
-    bar = tqdm(indices, desc=label, unit="shard", disable=not progress)
-    for index in bar:
-        path = shard_path(dataset_dir, index)
-        if is_complete(path):
-            skipped += 1
-            continue
-        start = index * shard_size
-        count = min(shard_size, n_items - start)
-        arrays = make_shard(index, start, count)
-        bad_lengths = {k: np.shape(v)[:1] for k, v in arrays.items() if np.shape(v)[:1] != (count,)}
-        if bad_lengths:
-            raise ShardError(
-                f"make_shard({index}, {start}, {count}) returned arrays whose first dimension "
-                f"is not {count}: {bad_lengths}"
-            )
-        write_shard(path, arrays, compress=compress)
-        written += 1
-    bar.close()
-    return BuildStats(
-        written=written, skipped=skipped, total=len(indices), temp_files_removed=removed
+    bar = tqdm(
+        total=len(indices),
+        initial=len(indices) - len(pending),
+        desc=label,
+        unit="shard",
+        disable=not progress,
     )
+    try:
+        if workers == 1 or len(jobs) < 2:
+            for job in jobs:
+                _build_one(job)
+                bar.update()
+        else:
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
+                for future in as_completed([pool.submit(_build_one, job) for job in jobs]):
+                    future.result()
+                    bar.update()
+    finally:
+        bar.close()
+    return BuildStats(
+        written=len(jobs),
+        skipped=len(indices) - len(jobs),
+        total=len(indices),
+        temp_files_removed=removed,
+    )
+
+
+def _build_one(job: tuple) -> Path:
+    """Make and write one shard (in this process or a worker), checking the arrays' lengths."""
+    make_shard, dataset_dir, index, start, count, compress = job
+    arrays = make_shard(index, start, count)
+    bad_lengths = {k: np.shape(v)[:1] for k, v in arrays.items() if np.shape(v)[:1] != (count,)}
+    if bad_lengths:
+        raise ShardError(
+            f"make_shard({index}, {start}, {count}) returned arrays whose first dimension "
+            f"is not {count}: {bad_lengths}"
+        )
+    return write_shard(shard_path(dataset_dir, index), arrays, compress=compress)

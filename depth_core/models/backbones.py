@@ -22,12 +22,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import timm
 import torch
 from safetensors import SafetensorError
 from torch import nn
 
 from depth_core.models.config import ModelConfig
+
+
+def _timm():
+    """timm, imported on first model build: reading configs (params.yaml validation, the data
+    stages) does not pay for its import."""
+    import timm
+
+    return timm
 
 
 class Backbone(nn.Module):
@@ -169,7 +176,7 @@ def _create(config: ModelConfig, **kwargs: Any) -> nn.Module:
     if config.drop_path_rate > 0:
         kwargs["drop_path_rate"] = config.drop_path_rate
     try:
-        return timm.create_model(config.backbone, **kwargs)
+        return _timm().create_model(config.backbone, **kwargs)
     except TypeError as error:
         raise ValueError(
             f"timm rejected the arguments for backbone {config.backbone!r}: {error}"
@@ -207,16 +214,16 @@ def _build_hierarchical(config: ModelConfig, probe: nn.Module) -> Backbone:
 
 def probe_backbone(name: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
     """Instantiate ``name`` without weights (meta device) so its structure can be inspected."""
-    if not timm.is_model(name):
+    if not _timm().is_model(name):
         raise ValueError(f"unknown timm backbone {name!r} (ModelConfig.backbone)")
     kwargs = dict(kwargs or {})
     try:
         with torch.device("meta"):
-            return timm.create_model(name, pretrained=False, **kwargs)
+            return _timm().create_model(name, pretrained=False, **kwargs)
     except (TypeError, ValueError, AssertionError) as error:
         raise ValueError(f"timm rejected backbone_kwargs {kwargs} for {name!r}: {error}") from error
     except Exception:  # noqa: BLE001 - a model reading tensor values at init cannot be on meta
-        return timm.create_model(name, pretrained=False, **kwargs)
+        return _timm().create_model(name, pretrained=False, **kwargs)
 
 
 def family_of(name: str, kwargs: dict[str, Any] | None = None) -> str:

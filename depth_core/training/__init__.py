@@ -5,19 +5,19 @@ validation, the CLI) does not pay for the training stack's imports.
 """
 
 from depth_core.training.config import (
-    LossConfig,
     OptimConfig,
     PerturbConfig,
     StudentMixConfig,
     TrainConfig,
+    TrainLossConfig,
 )
 
 __all__ = [
-    "LossConfig",
     "OptimConfig",
     "PerturbConfig",
     "StudentMixConfig",
     "TrainConfig",
+    "TrainLossConfig",
     "TrainResult",
     "train",
 ]

@@ -11,18 +11,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from depth_core.data.augment import AugmentConfig
+from depth_core.losses import LossTerms
 from depth_core.models import ModelConfig
 
 
-class LossConfig(BaseModel):
-    """depth_loss settings (SSI + alpha * gradient matching, MiDaS / Depth Anything)."""
+class TrainLossConfig(LossTerms):
+    """depth_loss settings for training (SSI + alpha * gradient matching, MiDaS / Depth
+    Anything), with a trim per sample group and the training-only regularisers."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    method: Literal["lstsq", "median"] = "lstsq"
-    alpha: float = Field(2.0, ge=0.0)
-    scales: int = Field(4, ge=1)
-    reduction: Literal["batch", "image"] = "batch"
     # Depth Anything ignores the top-10% largest-loss pixels on pseudo-labelled samples only:
     # ground truth is trusted, the teacher's labels are not.
     pseudo_trim: float = Field(0.1, ge=0.0, lt=1.0)
@@ -111,7 +107,7 @@ class TrainConfig(BaseModel):
     epochs: int = Field(8, ge=1)
     max_steps: int | None = Field(None, ge=1, description="stop early after this many steps")
     batch_size: int = Field(16, ge=1, description="per process")
-    loss: LossConfig = LossConfig()
+    loss: TrainLossConfig = TrainLossConfig()
     optim: OptimConfig = OptimConfig()
     mix: StudentMixConfig = StudentMixConfig()
     perturb: PerturbConfig = PerturbConfig()

@@ -5,7 +5,7 @@ One function, `train`, read top to bottom: data -> model -> optimizer -> resume 
 every epoch -> final files. The teacher is `train(..., pseudo=None)`; a student passes
 pseudo-label sets and gets mixed batches, strong perturbations and CutMix on its pseudo
 samples, and trimmed losses there. Every target map is median/MAD-normalised per image first
-(LossConfig.normalize_target), so ground truth and teacher labels of any scale weigh alike.
+(TrainLossConfig.normalize_target), so ground truth and teacher labels of any scale weigh alike.
 Under torchrun the same call runs DistributedDataParallel.
 
 Files in `out_dir`:
@@ -48,7 +48,7 @@ from depth_core.models import build_model, save_checkpoint
 from depth_core.plots import plot_depth_samples, plot_epoch_metrics, plot_loss_curve
 from depth_core.training import distributed as dist_utils
 from depth_core.training.checkpointing import load_train_state, restore_rng, save_train_state
-from depth_core.training.config import LossConfig, TrainConfig
+from depth_core.training.config import TrainConfig, TrainLossConfig
 from depth_core.training.optim import build_optimizer, build_scheduler
 from depth_core.training.perturb import perturb_pseudo_batch, region_weighted_loss
 from depth_core.training.precision import resolve_precision
@@ -197,7 +197,7 @@ def batch_loss(
     mask: torch.Tensor,
     is_pseudo: torch.Tensor,
     pasted: torch.Tensor,
-    config: LossConfig,
+    config: TrainLossConfig,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Labeled and pseudo samples scored separately, weighted by their share of the batch.
 
@@ -212,15 +212,7 @@ def batch_loss(
         count = int(selected.sum())
         if count == 0:
             continue
-        loss_fn = partial(
-            depth_loss,
-            method=config.method,
-            alpha=config.alpha,
-            scales=config.scales,
-            reduction=config.reduction,
-            trim=trim,
-            return_parts=True,
-        )
+        loss_fn = partial(depth_loss, **config.loss_kwargs(), trim=trim, return_parts=True)
         args = (pred[selected], target[selected], mask[selected])
         if pseudo_group:
             group_total, group_parts = region_weighted_loss(loss_fn, *args, pasted[selected])
@@ -260,7 +252,7 @@ def train_step(
     target = batch["disparity"].to(device, non_blocking=True)
     mask = batch["mask"].to(device, non_blocking=True)
     is_pseudo = torch.as_tensor(batch["pseudo"], dtype=torch.bool, device=device)
-    if config.loss.normalize_target:  # GT and teacher labels on one scale (see LossConfig)
+    if config.loss.normalize_target:  # GT and teacher labels on one scale (see TrainLossConfig)
         target = normalize_median(target, mask)
     pasted = torch.zeros_like(mask)
     if is_pseudo.any():  # strong perturbations: the student sees hard inputs, clean labels

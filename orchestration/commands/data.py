@@ -26,7 +26,9 @@ def add_depth_convention_arguments(parser: argparse.ArgumentParser) -> None:
         default=1.0,
         help="raw depth is divided by this (16-bit PNG: NYU 1000, TUM 5000, KITTI 256)",
     )
-    parser.add_argument("--disparity", action="store_true", help="the maps hold disparity, not depth")
+    parser.add_argument(
+        "--disparity", action="store_true", help="the maps hold disparity, not depth"
+    )
     parser.add_argument("--min-depth", type=float, default=0.0, help="depth <= this is invalid")
     parser.add_argument("--max-depth", type=float, default=None, help="depth > this is invalid")
     parser.add_argument(

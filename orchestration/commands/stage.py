@@ -20,10 +20,21 @@ def register(subparsers) -> None:
     parser.add_argument("--student", help="which entry of `students` (stage 'student' only)")
     parser.add_argument("--params", default="params.yaml", type=Path)
     parser.add_argument("--root", default=".", type=Path, help="repository root")
-    parser.add_argument("--runner", default="cli", choices=["cli", "dvc", "dagster"],
-                        help="recorded as the MLflow 'runner' tag")
-    parser.add_argument("-S", "--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="override a parameter (repeatable)")
+    parser.add_argument(
+        "--runner",
+        default="cli",
+        choices=["cli", "dvc", "dagster"],
+        help="recorded as the MLflow 'runner' tag",
+    )
+    parser.add_argument(
+        "-S",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a parameter (repeatable)",
+    )
     parser.set_defaults(func=_run)
 
 

@@ -153,11 +153,17 @@ def test_bf16_labels_with_a_batch_norm_teacher(setup, tmp_path):
     torch.manual_seed(0)
     model = build_model(ModelConfig(backbone="resnet10t", features=16, img_size=32))
     checkpoint = save_checkpoint(tmp_path / "resnet.safetensors", model)
-    values = {"batch_size": 4, "device": "cpu", "flip_tta": False, "progress": False,
-              "shard_indices": [0]}
+    values = {
+        "batch_size": 4,
+        "device": "cpu",
+        "flip_tta": False,
+        "progress": False,
+        "shard_indices": [0],
+    }
     generate_pseudo_labels(checkpoint, setup["unlabeled"], tmp_path / "fp32", amp="fp32", **values)
-    stats = generate_pseudo_labels(checkpoint, setup["unlabeled"], tmp_path / "bf16", amp="bf16",
-                                   **values)
+    stats = generate_pseudo_labels(
+        checkpoint, setup["unlabeled"], tmp_path / "bf16", amp="bf16", **values
+    )
     assert stats["nan_count"] == 0
     a = read_shard(shard_path(tmp_path / "fp32", 0))["disparity"].astype(np.float32)
     b = read_shard(shard_path(tmp_path / "bf16", 0))["disparity"].astype(np.float32)
@@ -168,8 +174,12 @@ def test_large_disparities_survive_float16_storage():
     """Scale-invariant training leaves the output scale free; labels must not overflow."""
     from depth_core.pseudo_label import to_float16_labels
 
-    disparity = np.stack([np.linspace(0.0, 3e6, 64, dtype=np.float32).reshape(8, 8),
-                          np.full((8, 8), 2e-3, np.float32)])
+    disparity = np.stack(
+        [
+            np.linspace(0.0, 3e6, 64, dtype=np.float32).reshape(8, 8),
+            np.full((8, 8), 2e-3, np.float32),
+        ]
+    )
     disparity[1, 0, 0] = np.nan
     stored = to_float16_labels(disparity)
     assert stored.dtype == np.float16

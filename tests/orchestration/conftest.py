@@ -17,7 +17,10 @@ BIN = Path(sys.executable).parent
 def project_files() -> list[str]:
     out = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO, capture_output=True, text=True, check=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return [line for line in out.stdout.splitlines() if (REPO / line).is_file()]
 
@@ -34,11 +37,20 @@ def tool_env(root: Path) -> dict[str, str]:
 
 
 def run(cmd: list[str], root: Path, timeout: float = 600, check: bool = True):
-    proc = subprocess.run(cmd, cwd=root, env=tool_env(root), capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    proc = subprocess.run(
+        cmd,
+        cwd=root,
+        env=tool_env(root),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n"
-                             f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n"
+            f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
     return proc
 
 

@@ -7,6 +7,12 @@ def test_every_subcommand_is_registered():
     assert {"stage", "data", "predict", "evaluate", "evaluate-pairs", "bench"} <= set(choices)
 
 
+def test_a_named_command_loads_only_its_own_module():
+    parser = build_parser(["stage", "teacher", "--params", "params.smoke.yaml"])
+    assert set(parser._subparsers._group_actions[0].choices) == {"stage"}
+    assert set(build_parser(["--help"])._subparsers._group_actions[0].choices) >= {"predict"}
+
+
 def test_bad_params_file_is_one_clear_line(tmp_path, capsys):
     code = main(["stage", "teacher", "--params", str(tmp_path / "missing.yaml")])
     err = capsys.readouterr().err
@@ -17,7 +23,17 @@ def test_bad_params_file_is_one_clear_line(tmp_path, capsys):
 def test_bad_override_names_the_key(tmp_path, capsys):
     from tests.orchestration.conftest import REPO
 
-    code = main(["stage", "teacher", "--params", str(REPO / "params.smoke.yaml"),
-                 "-S", "teacher.epochs=many", "--root", str(tmp_path)])
+    code = main(
+        [
+            "stage",
+            "teacher",
+            "--params",
+            str(REPO / "params.smoke.yaml"),
+            "-S",
+            "teacher.epochs=many",
+            "--root",
+            str(tmp_path),
+        ]
+    )
     assert code == 2
     assert "teacher.epochs" in capsys.readouterr().err

@@ -83,7 +83,9 @@ def test_missing_file_and_bad_yaml(tmp_path):
 
 
 def test_overrides_are_typed(tmp_path):
-    params = load_params(_write(tmp_path, _base()), ["teacher.epochs=5", "teacher.loss.method=median"])
+    params = load_params(
+        _write(tmp_path, _base()), ["teacher.epochs=5", "teacher.loss.method=median"]
+    )
     assert params.teacher.epochs == 5
     assert params.teacher.loss.method == "median"
     raw = {}

@@ -34,12 +34,15 @@ def _assert_mlflow_teacher_and_students(root: Path, runner: str) -> None:
         roles.setdefault(r.data.tags.get("role"), []).append(r)
     assert roles.get("teacher") and roles.get("student"), f"roles seen: {sorted(roles)}"
     val_keys = [
-        {k for k in r.data.metrics if k.startswith("val/")} for role in TRAINING_RUN_ROLES
+        {k for k in r.data.metrics if k.startswith("val/")}
+        for role in TRAINING_RUN_ROLES
         for r in roles[role]
     ]
     assert val_keys[0], "no validation metrics logged"
     assert all(keys == val_keys[0] for keys in val_keys), "teacher/student metric keys differ"
-    parents = {r.data.tags["mlflow.parentRunId"] for role in TRAINING_RUN_ROLES for r in roles[role]}
+    parents = {
+        r.data.tags["mlflow.parentRunId"] for role in TRAINING_RUN_ROLES for r in roles[role]
+    }
     assert len(parents) == 1, "stages of one pipeline run must share a parent run"
 
 
@@ -67,20 +70,43 @@ def test_dagster_in_process_materialisation_keeps_dvc_clean(project_copy: Path):
     assert checks, "no asset checks ran"
     # Integrity checks must pass; model-quality checks (WARN) must run, but a smoke-size model
     # is not expected to beat the row prior.
-    failed = [(c.asset_key.to_user_string(), c.check_name, c.metadata) for c in checks
-              if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]
+    failed = [
+        (c.asset_key.to_user_string(), c.check_name, c.metadata)
+        for c in checks
+        if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR
+    ]
     assert not failed, failed
-    assert {c.check_name for c in checks} >= {"no_nan", "covers_every_expert", "beats_row_prior",
-                                             "not_inverted", "depth_mostly_valid"}
+    assert {c.check_name for c in checks} >= {
+        "no_nan",
+        "covers_every_expert",
+        "beats_row_prior",
+        "not_inverted",
+        "depth_mostly_valid",
+    }
     teacher_md = result.asset_materializations_for_node("teacher_checkpoint")[0].metadata
-    assert "checkpoint_md5" in teacher_md and "mlflow_run_id" in teacher_md and "pictures" in teacher_md
+    assert (
+        "checkpoint_md5" in teacher_md
+        and "mlflow_run_id" in teacher_md
+        and "pictures" in teacher_md
+    )
     _assert_dvc_clean(project_copy)
     _assert_mlflow_teacher_and_students(project_copy, "dagster")
 
 
 def test_dagster_cli_materialises_every_asset(project_copy: Path):
-    proc = run([str(BIN / "dagster"), "asset", "materialize", "--select", "*",
-                "-m", "orchestration.definitions"], project_copy, timeout=900)
+    proc = run(
+        [
+            str(BIN / "dagster"),
+            "asset",
+            "materialize",
+            "--select",
+            "*",
+            "-m",
+            "orchestration.definitions",
+        ],
+        project_copy,
+        timeout=900,
+    )
     assert "RUN_SUCCESS" in proc.stdout + proc.stderr
     assert (project_copy / "reports/agreement/report.html").exists()
     _assert_dvc_clean(project_copy)
@@ -99,17 +125,30 @@ def test_dvc_repro_metrics_and_experiments(project_copy: Path):
     run([str(BIN / "dvc"), "repro"], project_copy)
     assert time.perf_counter() - start < 30
     # `dvc exp run -S` works beside Dagster's ANTLR (DVC lives in its own environment)
-    exp = run([str(BIN / "dvc"), "exp", "run", "-S", "agreement.pairs.seed=7"], project_copy,
-              timeout=600)
+    exp = run(
+        [str(BIN / "dvc"), "exp", "run", "-S", "agreement.pairs.seed=7"], project_copy, timeout=600
+    )
     assert "agreement" in exp.stdout + exp.stderr
 
 
 def test_killed_data_stage_resumes_without_redoing_shards(project_copy: Path):
-    cmd = [str(BIN / "depth-distill"), "stage", "unlabeled_images",
-           "-S", "data.unlabeled.n_images=96", "-S", "data.unlabeled.shard_size=8"]
-    proc = subprocess.Popen(cmd, cwd=project_copy, env=tool_env(project_copy),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    cmd = [
+        str(BIN / "depth-distill"),
+        "stage",
+        "unlabeled_images",
+        "-S",
+        "data.unlabeled.n_images=96",
+        "-S",
+        "data.unlabeled.shard_size=8",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=project_copy,
+        env=tool_env(project_copy),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     shards = project_copy / "data/unlabeled/shards"
     deadline = time.time() + 120
     while time.time() < deadline and len(list(shards.glob("shard-*.npz"))) < 2:

@@ -45,8 +45,11 @@ def test_unknown_stage_and_student_are_named(tmp_path):
     from orchestration.stages import StageContext
     from tests.orchestration.conftest import REPO
 
-    ctx = StageContext(params=load_params(REPO / "params.smoke.yaml"),
-                       layout=default_layout(tmp_path), pipeline_key="k")
+    ctx = StageContext(
+        params=load_params(REPO / "params.smoke.yaml"),
+        layout=default_layout(tmp_path),
+        pipeline_key="k",
+    )
     with pytest.raises(KeyError, match="nope"):
         run_stage("nope", ctx)
     with pytest.raises(ValueError, match="--student"):

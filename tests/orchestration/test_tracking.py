@@ -31,7 +31,10 @@ def test_stage_runs_nest_under_one_pipeline_run(tracking_root: Path):
     assert by_role["teacher"].data.tags["runner"] == "dvc"
     assert by_role["teacher"].data.params["teacher.epochs"] == "3"
     history = client.get_metric_history(by_role["teacher"].info.run_id, "train/loss")
-    assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [(0, 1.5), (1, 1.0)]
+    assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [
+        (0, 1.5),
+        (1, 1.0),
+    ]
     # NaN is dropped rather than stored
     assert "val/target/abs_rel" not in by_role["teacher"].data.metrics
     assert by_role["teacher"].info.status == "FINISHED"
@@ -40,11 +43,16 @@ def test_stage_runs_nest_under_one_pipeline_run(tracking_root: Path):
 def test_failed_stage_marks_run_failed(tracking_root: Path):
     from mlflow.tracking import MlflowClient
 
-    with pytest.raises(RuntimeError), stage_run(tracking_root, "teacher", "teacher", "key-2", "cli"):
+    with (
+        pytest.raises(RuntimeError),
+        stage_run(tracking_root, "teacher", "teacher", "key-2", "cli"),
+    ):
         raise RuntimeError("boom")
     client = MlflowClient(tracking_uri=f"sqlite:///{tracking_root / 'mlflow.db'}")
     exp = client.get_experiment_by_name("depth-distill")
-    teacher = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags["role"] == "teacher"]
+    teacher = [
+        r for r in client.search_runs([exp.experiment_id]) if r.data.tags["role"] == "teacher"
+    ]
     assert teacher[0].info.status == "FAILED"
 
 
@@ -56,5 +64,7 @@ def test_a_different_pipeline_key_gets_its_own_parent(tracking_root: Path):
             pass
     client = MlflowClient(tracking_uri=f"sqlite:///{tracking_root / 'mlflow.db'}")
     exp = client.get_experiment_by_name("depth-distill")
-    parents = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags["role"] == "pipeline"]
+    parents = [
+        r for r in client.search_runs([exp.experiment_id]) if r.data.tags["role"] == "pipeline"
+    ]
     assert len(parents) == 2

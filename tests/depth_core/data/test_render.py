@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from depth_core.data.camera_effects import CameraEffectsConfig, sample_effects
 from depth_core.data.render import (
     RenderConfig,
+    ShardRenderer,
     render_batch,
     render_scene,
     render_shard,
@@ -29,6 +30,7 @@ from depth_core.data.scenes import (
     SceneStatistics,
     sample_scene,
 )
+from depth_core.data.shards import build_sharded, list_shards, read_shard
 from depth_core.data.textures import build_texture_bank
 
 WHITE = Material(color_b=(0.7, 0.7, 0.7))
@@ -325,3 +327,23 @@ def test_domain_presets_fill_unset_fields():
     assert target.statistics().photo_fraction > 0 == synthetic.statistics().photo_fraction
     assert RenderConfig(domain="target", camera_effects=False).effects_enabled is False
     assert RenderConfig(indoor_fraction=0.1).statistics().indoor_fraction == 0.1
+
+
+def test_worker_processes_write_the_same_dataset_as_one_process(tmp_path):
+    config = RenderConfig(height=16, width=20, max_objects=4, texture_size=16, chunk_size=4)
+    datasets = {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        stats = build_sharded(
+            out, 7, 3, ShardRenderer(config, base_seed=5), progress=False, workers=workers
+        )
+        assert (stats.written, stats.total) == (3, 3)
+        datasets[workers] = [read_shard(p) for p in list_shards(out)]
+    for one, two in zip(datasets[1], datasets[2], strict=True):
+        assert sorted(one) == ["depth", "id", "image", "mask"]
+        for key in one:
+            np.testing.assert_array_equal(one[key], two[key])
+    images_only = ShardRenderer(config, base_seed=5, keep_depth=False)(0, 0, 2)
+    assert sorted(images_only) == ["id", "image"]
+    with pytest.raises(ValueError, match="workers"):
+        build_sharded(tmp_path / "bad", 7, 3, ShardRenderer(config, 5), workers=0)

@@ -11,7 +11,7 @@ from torch import nn
 from depth_core.losses import depth_loss
 from depth_core.models import load_checkpoint
 from depth_core.training import TrainConfig, train
-from depth_core.training.config import LossConfig
+from depth_core.training.config import TrainLossConfig
 from depth_core.training.trainer import batch_loss, train_step
 
 METRIC_NAMES = ("abs_rel", "delta1", "pair_accuracy", "inverted_fraction", "n_images")
@@ -142,7 +142,7 @@ def test_batch_loss_trims_only_pseudo_samples():
     mask = torch.ones(4, 16, 16, dtype=torch.bool)
     pasted = torch.zeros_like(mask)
     pseudo = torch.tensor([False, False, True, True])
-    config = LossConfig(pseudo_trim=0.2, labeled_trim=0.0, scale_anchor=0.0)
+    config = TrainLossConfig(pseudo_trim=0.2, labeled_trim=0.0, scale_anchor=0.0)
     total, _ = batch_loss(pred, target, mask, pseudo, pasted, config)
     labeled = depth_loss(pred[:2], target[:2], mask[:2], trim=0.0)
     trimmed = depth_loss(pred[2:], target[2:], mask[2:], trim=0.2)
@@ -229,10 +229,12 @@ def test_batch_loss_adds_the_scale_anchor():
     target = torch.rand(2, 8, 8, generator=g)
     mask = torch.ones(2, 8, 8, dtype=torch.bool)
     pseudo = torch.tensor([False, False])
-    plain, _ = batch_loss(pred, target, mask, pseudo, torch.zeros_like(mask),
-                          LossConfig(scale_anchor=0.0))
-    anchored, _ = batch_loss(pred, target, mask, pseudo, torch.zeros_like(mask),
-                             LossConfig(scale_anchor=0.5))
+    plain, _ = batch_loss(
+        pred, target, mask, pseudo, torch.zeros_like(mask), TrainLossConfig(scale_anchor=0.0)
+    )
+    anchored, _ = batch_loss(
+        pred, target, mask, pseudo, torch.zeros_like(mask), TrainLossConfig(scale_anchor=0.5)
+    )
     assert torch.allclose(anchored, plain + 0.5 * scale_anchor_penalty(pred, mask))
 
 

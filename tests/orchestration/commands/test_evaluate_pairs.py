@@ -66,7 +66,7 @@ def fake_models(monkeypatch):
 
 
 def test_command_is_listed_in_the_cli():
-    assert "evaluate_pairs" in cli.COMMAND_MODULES
+    assert cli.COMMAND_MODULES["evaluate-pairs"] == "evaluate_pairs"
 
 
 def test_evaluate_pairs_prints_table_and_writes_json(benchmark_dir, fake_models, capsys):
