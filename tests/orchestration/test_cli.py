@@ -1,3 +1,5 @@
+import pytest
+
 from orchestration.cli import build_parser, main
 
 
@@ -37,3 +39,21 @@ def test_bad_override_names_the_key(tmp_path, capsys):
     )
     assert code == 2
     assert "teacher.epochs" in capsys.readouterr().err
+
+
+def test_console_entry_flushes_runs_exit_handlers_and_keeps_the_code(monkeypatch, capsys):
+    from orchestration import cli
+
+    events = []
+    monkeypatch.setattr(cli, "main", lambda: print("result") or 3)
+    monkeypatch.setattr(cli.atexit, "_run_exitfuncs", lambda: events.append("atexit"))
+
+    def fake_exit(code):
+        events.append(code)
+        raise SystemExit(code)
+
+    monkeypatch.setattr(cli.os, "_exit", fake_exit)
+    with pytest.raises(SystemExit):
+        cli.run()
+    assert events == ["atexit", 3]
+    assert capsys.readouterr().out == "result\n"
