@@ -33,7 +33,7 @@ def _modules_for(argv: list[str] | None) -> list[str]:
     first = next((a for a in argv or [] if not a.startswith("-")), None)
     if first in COMMAND_MODULES:
         return [COMMAND_MODULES[first]]
-    return list(dict.fromkeys(COMMAND_MODULES.values()))
+    return list(COMMAND_MODULES.values())
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:

@@ -53,6 +53,11 @@ class Layout:
     def is_experiment(self) -> bool:
         return self.fallback is not None
 
+    @property
+    def default_root(self) -> Path:
+        """The default lineage's root (where the shared MLflow store lives), also for experiments."""
+        return self.fallback or self.root
+
 
 def default_layout(root: Path) -> Layout:
     return Layout(root=root.resolve())

@@ -14,6 +14,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from orchestration import layout as L
@@ -332,18 +333,18 @@ def _train_stage(
     out_dir = ctx.layout.out(out_rel)
     if cfg.device == "auto":
         cfg = cfg.model_copy(update={"device": ctx.params.device})
+    fit = partial(
+        train,
+        cfg,
+        out_dir=out_dir,
+        labeled_dirs=[ctx.layout.inp(L.LABELED_TRAIN)],
+        val_sets=_val_sets(ctx),
+        pseudo=pseudo,
+        resume=True,
+    )
     if _distributed_rank() > 0:
         # Under torchrun every rank trains; rank 0 alone prepares outputs and records them.
-        result = train(
-            cfg,
-            out_dir=out_dir,
-            labeled_dirs=[ctx.layout.inp(L.LABELED_TRAIN)],
-            val_sets=_val_sets(ctx),
-            pseudo=pseudo,
-            log=None,
-            resume=True,
-        )
-        return StageResult(stage, dict(result.metrics), [out_dir])
+        return StageResult(stage, dict(fit(log=None).metrics), [out_dir])
     upstream = [ctx.layout.inp(L.LABELED_TRAIN), *(p for pair in (pseudo or []) for p in pair)]
     prepare_output(out_dir, cfg.model_dump(mode="json"), upstream)
     report_dir = ctx.layout.report_dir(stage)
@@ -355,7 +356,7 @@ def _train_stage(
         )
     start = time.perf_counter()
     with stage_run(
-        ctx.layout.root if not ctx.layout.is_experiment else ctx.layout.fallback,
+        ctx.layout.default_root,
         stage,
         role,
         ctx.pipeline_key,
@@ -364,15 +365,7 @@ def _train_stage(
         ctx.tags,
         run_name,
     ) as run:
-        result = train(
-            cfg,
-            out_dir=out_dir,
-            labeled_dirs=[ctx.layout.inp(L.LABELED_TRAIN)],
-            val_sets=_val_sets(ctx),
-            pseudo=pseudo,
-            log=run.log_metrics,
-            resume=True,
-        )
+        result = fit(log=run.log_metrics)
         metrics = dict(result.metrics)
         metrics.update(_baseline_metrics(ctx))
         metrics["stage_seconds"] = time.perf_counter() - start
@@ -537,7 +530,7 @@ def stage_agreement(ctx: StageContext) -> StageResult:
     )
     metrics = {**metrics, "stage_seconds": time.perf_counter() - start}
     with stage_run(
-        ctx.layout.root if not ctx.layout.is_experiment else ctx.layout.fallback,
+        ctx.layout.default_root,
         "agreement",
         "report",
         ctx.pipeline_key,

@@ -145,11 +145,8 @@ def _json_default(value: Any) -> Any:
 
 def write_summary(dataset_dir: str | Path, summary: Mapping[str, Any]) -> Path:
     """Write summary.json atomically; its presence marks the dataset complete."""
-    path = Path(dataset_dir) / SUMMARY_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = json.dumps(summary, indent=2, default=_json_default, allow_nan=False) + "\n"
-    atomic_write(path, payload)
-    return path
+    return atomic_write(Path(dataset_dir) / SUMMARY_NAME, payload)
 
 
 def read_summary(dataset_dir: str | Path) -> dict[str, Any]:
