@@ -31,7 +31,12 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch.utils.data import IterableDataset, get_worker_info
 
-from depth_core.data.manifest import dataset_kind, is_dataset_complete, read_manifest
+from depth_core.data.manifest import (
+    dataset_kind,
+    is_dataset_complete,
+    read_manifest,
+    valid_pseudo_disparity,
+)
 from depth_core.data.shards import list_shards, read_shard, shard_index, shard_keys
 
 Sample = dict[str, Any]
@@ -282,7 +287,8 @@ class PseudoLabelDataset(ShardDataset):
     """Stream unlabeled images with their teacher disparity as the target.
 
     Pseudo shard `k` labels unlabeled shard `k` sample by sample; shard sets, sizes and ids
-    are checked up front. Invalid (non-finite or non-positive) pseudo disparity is masked.
+    are checked up front. Non-finite or negative pseudo disparity is masked; zero is a label
+    (the teacher's "farthest"), as dense as Depth Anything's pseudo-labels.
     """
 
     _stream_tag = 1
@@ -334,7 +340,7 @@ class PseudoLabelDataset(ShardDataset):
 
     def _make_sample(self, arrays: dict[str, np.ndarray], i: int) -> Sample:
         disparity = arrays["disparity"][i].astype(np.float32)
-        valid = np.isfinite(disparity) & (disparity > 0)
+        valid = valid_pseudo_disparity(disparity)
         disparity[~valid] = 0.0
         return {
             "image": _image_tensor(arrays["image"][i]),

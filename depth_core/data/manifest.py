@@ -38,6 +38,12 @@ def dataset_kind(keys: Iterable[str]) -> DatasetKind:
     )
 
 
+def valid_pseudo_disparity(disparity: np.ndarray) -> np.ndarray:
+    """Which teacher labels are usable: finite and non-negative. Zero is a label (a head's
+    "farthest"), so pseudo-labels stay as dense as Depth Anything's."""
+    return np.isfinite(disparity) & (disparity >= 0)
+
+
 def _valid_statistics(values: np.ndarray, valid: np.ndarray, prefix: str) -> dict[str, np.ndarray]:
     """Min / median / max over valid pixels and the valid fraction, one entry per sample."""
     n = values.shape[0]
@@ -82,9 +88,7 @@ def shard_rows(
         columns.update(_valid_statistics(depth, valid, "depth"))
     elif "disparity" in arrays:
         disparity = arrays["disparity"].astype(np.float32)
-        columns.update(
-            _valid_statistics(disparity, np.isfinite(disparity) & (disparity > 0), "disparity")
-        )
+        columns.update(_valid_statistics(disparity, valid_pseudo_disparity(disparity), "disparity"))
     return pd.DataFrame(columns)
 
 

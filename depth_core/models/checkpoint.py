@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from depth_core.models.config import ModelConfig
+from depth_core.models.config import LEGACY_OUTPUT_ACTIVATION, ModelConfig
 from depth_core.models.depth_model import DepthModel, build_model
 
 FORMAT_KEY = "depth_distill.format"
@@ -94,8 +94,11 @@ def _read_header(path: str | os.PathLike) -> dict[str, str]:
 def read_checkpoint_config(path: str | os.PathLike) -> ModelConfig:
     """The ModelConfig stored in a checkpoint, without loading weights."""
     try:
-        return ModelConfig.model_validate_json(_read_header(path)[CONFIG_KEY])
-    except ValidationError as error:
+        stored = json.loads(_read_header(path)[CONFIG_KEY])
+        if isinstance(stored, dict):  # saved before the choice existed: the ReLU head
+            stored.setdefault("output_activation", LEGACY_OUTPUT_ACTIVATION)
+        return ModelConfig.model_validate(stored)
+    except (ValidationError, json.JSONDecodeError) as error:
         raise CheckpointError(path, f"invalid model config in checkpoint ({error})") from error
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # Reassemble widths relative to the fusion width; with features=64 this gives Depth Anything V2
@@ -23,6 +25,10 @@ _MANAGED_KWARGS = {
     "patch_size",
     "drop_path_rate",
 }
+
+
+# Checkpoints written before `output_activation` existed have the ReLU head.
+LEGACY_OUTPUT_ACTIVATION = "relu"
 
 
 def default_out_channels(features: int) -> tuple[int, int, int, int]:
@@ -58,6 +64,10 @@ class ModelConfig(BaseModel):
     )
     pretrained: str | None = Field(default=None, description="local backbone weights file")
     drop_path_rate: float = Field(default=0.0, ge=0.0, lt=1.0)
+    output_activation: Literal["softplus", "relu"] = Field(
+        default="softplus",
+        description="the head's last activation, which keeps disparity non-negative",
+    )
 
     @field_validator("backbone")
     @classmethod

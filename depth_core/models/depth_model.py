@@ -65,6 +65,7 @@ def build_model(
         features=config.features,
         out_channels=config.out_channels,
         single_scale=backbone.single_scale,
+        output_activation=config.output_activation,
     )
     return DepthModel(config, backbone, head)
 

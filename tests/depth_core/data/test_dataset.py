@@ -48,6 +48,7 @@ def _pseudo_shard(index, start, count):
     disparity = np.broadcast_to((0.5 + k)[:, None, None], (count, H, W)).astype(np.float16).copy()
     disparity[:, 1, 1] = np.nan
     disparity[:, 1, 2] = 0.0
+    disparity[:, 1, 3] = -1.0
     return {"id": np.array([f"u{i:03d}" for i in k]), "disparity": disparity}
 
 
@@ -200,11 +201,15 @@ def test_pseudo_label_dataset(dirs):
     assert [s["id"] for s in samples] == [f"u{i:03d}" for i in range(N_UNLABELED)]
     sample = samples[3]
     assert sample["pseudo"] is True and sample["disparity"].dtype == torch.float32
-    assert (
-        not sample["mask"][1, 1] and not sample["mask"][1, 2] and sample["mask"].sum() == H * W - 2
-    )
+    # NaN and negative labels are masked; 0 is the teacher's "farthest" and stays a label.
+    assert not sample["mask"][1, 1] and not sample["mask"][1, 3]
+    assert sample["mask"][1, 2] and sample["disparity"][1, 2] == 0
+    assert sample["mask"].sum() == H * W - 2
     assert torch.isfinite(sample["disparity"]).all() and sample["disparity"][1, 1] == 0
-    assert torch.allclose(sample["disparity"][sample["mask"]], torch.tensor(3.5))
+    assert sample["disparity"][1, 3] == 0
+    expected = torch.full((H, W), 3.5)
+    expected[1, 1:4] = 0.0
+    assert torch.allclose(sample["disparity"], expected)
     assert torch.allclose(sample["image"], torch.full((3, H, W), 30 / 255))
 
 

@@ -136,3 +136,20 @@ def test_invalid_config_in_header(tmp_path, model):
     )
     with pytest.raises(CheckpointError, match="badconfig.safetensors: invalid model config"):
         load_checkpoint(path)
+
+
+def test_checkpoint_saved_before_the_activation_choice_loads_with_the_relu_head(tmp_path, model):
+    """Older checkpoints stored no output_activation: they were trained with the ReLU head."""
+    path = save_checkpoint(tmp_path / "new.safetensors", model)
+    assert read_checkpoint_config(path).output_activation == "softplus"
+    stored = model.config.model_dump(mode="json")
+    del stored["output_activation"]
+    legacy = tmp_path / "legacy.safetensors"
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(legacy),
+        metadata={CONFIG_KEY: json.dumps(stored)},
+    )
+    loaded, _ = load_checkpoint(legacy)
+    assert loaded.config.output_activation == "relu"
+    assert isinstance(loaded.head.output_conv2[-1], torch.nn.ReLU)

@@ -47,3 +47,37 @@ def test_fresh_head_is_strictly_positive_varied_and_trainable():
 def test_wrong_number_of_levels_is_rejected():
     with pytest.raises(ValueError, match="4 input"):
         DPTHead(in_channels=(8, 8, 8), features=8, out_channels=(8, 8, 8, 8), single_scale=False)
+
+
+def test_softplus_head_keeps_a_gradient_where_a_relu_head_is_dead():
+    """Far pixels pushed below zero: a ReLU outputs 0 with no gradient, softplus recovers."""
+    maps = _vit_maps()
+    grads = {}
+    for activation in ("relu", "softplus"):
+        torch.manual_seed(0)
+        head = DPTHead(
+            in_channels=(24,) * 4,
+            features=16,
+            out_channels=(8, 12, 16, 24),
+            single_scale=True,
+            output_activation=activation,
+        )
+        with torch.no_grad():
+            head.output_conv2[2].bias.fill_(-50.0)  # every pixel far below zero
+        out = head(maps, size=(48, 80))
+        ((out - 1.0) ** 2).mean().backward()
+        grads[activation] = head.output_conv2[2].bias.grad.abs().item()
+        assert out.min() >= 0
+    assert grads["relu"] == 0.0
+    assert grads["softplus"] > 0.0
+
+
+def test_unknown_output_activation_is_named():
+    with pytest.raises(ValueError, match="output_activation"):
+        DPTHead(
+            in_channels=(8,) * 4,
+            features=8,
+            out_channels=(8, 8, 8, 8),
+            single_scale=False,
+            output_activation="tanh",
+        )
