@@ -60,12 +60,43 @@ def _to_model_input(image: np.ndarray, size: tuple[int, int], device: torch.devi
     return x.clamp_(0.0, 1.0)
 
 
-def _predict_batch(model: DepthModel, batch: torch.Tensor, flip_tta: bool) -> torch.Tensor:
+def _flip_averaged(model: DepthModel, batch: torch.Tensor, flip_tta: bool) -> torch.Tensor:
     if not flip_tta:
         return model(batch)
     both = model(torch.cat([batch, batch.flip(-1)]))
     plain, flipped = both.chunk(2)
     return 0.5 * (plain + flipped.flip(-1))
+
+
+def _predict_batch(
+    model: DepthModel, batch: torch.Tensor, flip_tta: bool, scales: Sequence[float] = (1.0,)
+) -> torch.Tensor:
+    """Mean prediction over input scales (each resized back to the batch's size) and flips."""
+    size = tuple(batch.shape[-2:])
+    total = None
+    for scale in scales:
+        x = batch
+        if scale != 1.0:
+            scaled = (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
+            x = F.interpolate(
+                batch, size=scaled, mode="bilinear", antialias=True, align_corners=False
+            )
+        pred = _flip_averaged(model, x, flip_tta)
+        if tuple(pred.shape[-2:]) != size:
+            pred = F.interpolate(pred[:, None], size=size, mode="bilinear", align_corners=False)[
+                :, 0
+            ]
+        total = pred if total is None else total + pred
+    return total / len(scales)
+
+
+def check_scales(scales: Sequence[float]) -> tuple[float, ...]:
+    scales = tuple(float(s) for s in scales)
+    if not scales or any(not 0.0 < s <= 4.0 for s in scales):
+        raise ValueError(
+            f"scales must be a non-empty list of factors in (0, 4], got {list(scales)}"
+        )
+    return scales
 
 
 def _predict_window(
@@ -75,6 +106,7 @@ def _predict_window(
     device: torch.device,
     flip_tta: bool,
     amp: str | torch.dtype | None,
+    scales: Sequence[float],
 ) -> list[np.ndarray]:
     """Predictions for one window of (index, image) pairs, in window order."""
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)
@@ -90,7 +122,7 @@ def _predict_window(
             chunk = positions[start : start + batch_size]
             batch = torch.cat([_to_model_input(window[p][1], size, device) for p in chunk])
             with autocast(device, amp):
-                disparity = _predict_batch(model, batch, flip_tta)
+                disparity = _predict_batch(model, batch, flip_tta, scales)
             for p, pred in zip(chunk, disparity.float()):
                 original = window[p][1].shape[:2]
                 if tuple(pred.shape) != original:
@@ -109,10 +141,13 @@ def iterate_predictions(
     flip_tta: bool = False,
     amp: str | torch.dtype | None = "fp32",
     amp_dtype: str | torch.dtype | None = None,
+    scales: Sequence[float] = (1.0,),
 ) -> Iterator[np.ndarray]:
     """Yield one float32 (H, W) disparity per uint8 (H, W, 3) image, in input order.
 
     ``images`` may be a lazy iterable (read from shards); it is consumed a window at a time.
+    ``scales`` > 1 entries average predictions at resized inputs (multi-scale test-time
+    augmentation), with ``flip_tta`` at each.
     ``device`` moves the model there (default: where the model already is). ``amp`` is
     "fp32", "bf16" or "fp16"; ``amp_dtype`` is an alias that wins when given. The model is in
     eval mode while predicting and its previous mode is restored afterwards.
@@ -120,6 +155,7 @@ def iterate_predictions(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     precision = amp_dtype if amp_dtype is not None else amp
+    scales = check_scales(scales)
     target = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(target)
     was_training = model.training
@@ -129,7 +165,7 @@ def iterate_predictions(
         while window := list(islice(numbered, batch_size * WINDOW_BATCHES)):
             with torch.inference_mode():
                 predictions = _predict_window(
-                    model, window, batch_size, target, flip_tta, precision
+                    model, window, batch_size, target, flip_tta, precision, scales
                 )
             yield from predictions
     finally:
@@ -144,6 +180,9 @@ def predict_disparity(
     flip_tta: bool = False,
     amp: str | torch.dtype | None = "fp32",
     amp_dtype: str | torch.dtype | None = None,
+    scales: Sequence[float] = (1.0,),
 ) -> list[np.ndarray]:
     """List form of :func:`iterate_predictions`: float32 disparities at original resolutions."""
-    return list(iterate_predictions(model, images, batch_size, device, flip_tta, amp, amp_dtype))
+    return list(
+        iterate_predictions(model, images, batch_size, device, flip_tta, amp, amp_dtype, scales)
+    )

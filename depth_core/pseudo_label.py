@@ -12,7 +12,7 @@ written by whichever call finds every shard done.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ from depth_core.data.shards import (
     write_shard,
 )
 from depth_core.device import pick_device
-from depth_core.inference import iterate_predictions
+from depth_core.inference import check_scales, iterate_predictions
 from depth_core.models import load_checkpoint
 from depth_core.training.precision import resolve_precision
 
@@ -94,10 +94,17 @@ def label_images(
     device: torch.device,
     amp: str,
     flip_tta: bool,
+    scales: Sequence[float] = (1.0,),
 ) -> np.ndarray:
     """(N, H, W, 3) uint8 -> (N, H, W) float32 disparity, batched, under inference_mode."""
     predictions = iterate_predictions(
-        model, iter(images), batch_size=batch_size, device=device, flip_tta=flip_tta, amp=amp
+        model,
+        iter(images),
+        batch_size=batch_size,
+        device=device,
+        flip_tta=flip_tta,
+        amp=amp,
+        scales=scales,
     )
     return (
         np.stack(list(predictions))
@@ -128,8 +135,12 @@ def generate_pseudo_labels(
     flip_tta: bool = False,
     shard_indices: Iterable[int] | None = None,
     progress: bool = True,
+    scales: Sequence[float] = (1.0,),
 ) -> dict[str, float]:
     """Label the (selected) shards of `unlabeled_dir` with the model in `checkpoint`.
+
+    `flip_tta` and `scales` (input resize factors, averaged) are test-time augmentation: the
+    labels can be better than one plain forward pass of the teacher.
 
     Returns n_images (labelled now), n_shards_written, n_shards_skipped, nan_count (non-finite
     predicted pixels, stored as-is and masked by the dataset), images_per_second, bf16 (1/0)
@@ -138,6 +149,7 @@ def generate_pseudo_labels(
     unlabeled_dir, out_dir = Path(unlabeled_dir), Path(out_dir)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    scales = check_scales(scales)
     if not is_dataset_complete(unlabeled_dir):
         raise FileNotFoundError(f"{unlabeled_dir} is not a complete dataset (no summary.json)")
     device = pick_device(device)
@@ -161,7 +173,7 @@ def generate_pseudo_labels(
             skipped += 1
             continue
         start = time.perf_counter()
-        disparity = label_images(model, arrays["image"], batch_size, device, amp, flip_tta)
+        disparity = label_images(model, arrays["image"], batch_size, device, amp, flip_tta, scales)
         seconds += time.perf_counter() - start
         stored = to_float16_labels(disparity)
         nan_count += int((~np.isfinite(stored)).sum())
@@ -177,6 +189,7 @@ def generate_pseudo_labels(
                 "checkpoint": str(checkpoint),
                 "unlabeled_dir": str(unlabeled_dir),
                 "flip_tta": flip_tta,
+                "scales": list(scales),
                 "amp": amp,
             },
         )

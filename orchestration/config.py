@@ -11,10 +11,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from depth_core.data.importers import ImageImportConfig, RGBDImportConfig
 from depth_core.data.render import RenderConfig
+from depth_core.inference import check_scales
 from depth_core.training.config import TrainConfig
 from depth_core.voting.pairs import PairConfig
 
@@ -88,9 +96,21 @@ class DataParams(StrictModel):
 
 
 class PseudoLabelParams(StrictModel):
+    """Teacher inference on the unlabeled images; flips and input scales are averaged."""
+
     batch_size: int = Field(32, ge=1)
     amp: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     flip_tta: bool = True
+    scales: list[float] = Field(
+        default_factory=lambda: [1.0],
+        min_length=1,
+        description="input resize factors whose predictions are averaged (multi-scale TTA)",
+    )
+
+    @field_validator("scales")
+    @classmethod
+    def _positive_scales(cls, scales: list[float]) -> list[float]:
+        return list(check_scales(scales))
 
 
 class AgreementParams(StrictModel):

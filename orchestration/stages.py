@@ -451,6 +451,7 @@ def stage_pseudo_labels(ctx: StageContext) -> StageResult:
         device=_device(ctx.params),
         amp=cfg.amp,
         flip_tta=cfg.flip_tta,
+        scales=cfg.scales,
     )
     preview = _preview(out_dir, ctx.layout.report_dir("pseudo_labels") / "preview.png")
     metrics = {**stats, "stage_seconds": time.perf_counter() - start}

@@ -72,7 +72,12 @@ class StudentMixConfig(BaseModel):
 
 
 class PerturbConfig(BaseModel):
-    """Strong perturbations applied to pseudo-labelled inputs only (UniMatch / Depth Anything)."""
+    """Strong perturbations applied to pseudo-labelled inputs only (UniMatch / Depth Anything).
+
+    `blur_sigma` is in pixels: Depth Anything's (0.1, 2.0) is for 518-pixel crops. At the main
+    job's 96 x 128, params.yaml scales it to (0.1, 0.5); at (0.1, 2.0) the students' target
+    AbsRel was 0.2767 against 0.2762 and their pair accuracy 0.7275 against 0.7284.
+    """
 
     model_config = ConfigDict(extra="forbid")
 

@@ -78,3 +78,30 @@ def test_bad_images_are_named_by_index(model):
         predict_disparity(model, images)
     with pytest.raises(ValueError, match="batch_size"):
         predict_disparity(model, images[:1], batch_size=0)
+
+
+def test_multi_scale_tta_averages_predictions_at_resized_inputs(model):
+    image = _images([(32, 32)], seed=5)[0]  # at img_size: the 1.0 pass sees the image as is
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    with torch.inference_mode():
+        model.eval()
+        small = torch.nn.functional.interpolate(
+            x, size=(16, 16), mode="bilinear", antialias=True, align_corners=False
+        )
+        small_pred = torch.nn.functional.interpolate(
+            model(small)[:, None], size=(32, 32), mode="bilinear", align_corners=False
+        )[0, 0]
+        expected = 0.5 * (model(x)[0] + small_pred)
+    got = predict_disparity(model, [image], scales=(0.5, 1.0))[0]
+    assert got.shape == (32, 32)
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-4, atol=1e-6)
+    assert not np.allclose(got, predict_disparity(model, [image])[0], atol=1e-4)
+    np.testing.assert_array_equal(
+        predict_disparity(model, [image], scales=[1.0])[0], predict_disparity(model, [image])[0]
+    )
+
+
+@pytest.mark.parametrize("scales", [(), (0.0,), (-1.0, 1.0), (5.0,)])
+def test_bad_scales_are_refused(model, scales):
+    with pytest.raises(ValueError, match="scales"):
+        predict_disparity(model, _images([(32, 32)]), scales=scales)

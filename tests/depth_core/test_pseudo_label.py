@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from depth_core.data.dataset import PseudoLabelDataset
-from depth_core.data.manifest import finalize_dataset, is_dataset_complete
+from depth_core.data.manifest import finalize_dataset, is_dataset_complete, read_summary
 from depth_core.data.shards import list_shards, read_shard, shard_path, write_shard
 from depth_core.inference import predict_disparity
 from depth_core.models import ModelConfig, build_model, save_checkpoint
@@ -121,6 +121,17 @@ def test_flip_tta_averages_the_mirrored_prediction(setup, tmp_path):
         expected = 0.5 * (model(x) + model(x.flip(-1)).flip(-1))
     np.testing.assert_allclose(got, _unit_peak(expected.numpy()), rtol=2e-3, atol=1e-3)
     plain = read_shard(shard_path(_run_dir(setup, tmp_path), 0))["disparity"].astype(np.float32)
+    assert np.abs(got - plain).max() > 1e-3
+
+
+def test_multi_scale_labels_are_recorded_and_differ_from_one_scale(setup, tmp_path):
+    out = tmp_path / "ms"
+    stats = _run(setup, out, scales=[0.5, 1.0])
+    assert stats["complete"] == 1.0
+    assert read_summary(out)["parameters"]["scales"] == [0.5, 1.0]
+    got = read_shard(shard_path(out, 0))["disparity"].astype(np.float32)
+    plain = read_shard(shard_path(_run_dir(setup, tmp_path), 0))["disparity"].astype(np.float32)
+    assert np.isfinite(got).all() and got.shape == plain.shape
     assert np.abs(got - plain).max() > 1e-3
 
 
