@@ -72,11 +72,12 @@ def test_finalize_writes_summary_last_and_marks_complete(tmp_path):
 
 
 def test_pseudo_manifest_uses_disparity(tmp_path):
-    disparity = np.array([[[0.5, np.nan], [2.0, 0.0]]], dtype=np.float16)
+    # NaN and negative labels are invalid; zero is the teacher's "farthest" and counts.
+    disparity = np.array([[[0.5, np.nan], [2.0, 0.0], [-1.0, 1.0]]], dtype=np.float16)
     write_shard(shard_path(tmp_path, 0), {"id": np.array(["u0"]), "disparity": disparity})
     frame = build_manifest(tmp_path)
-    assert frame["disparity_min"].tolist() == [0.5] and frame["disparity_max"].tolist() == [2.0]
-    assert frame["valid_fraction"].tolist() == [0.5]
+    assert frame["disparity_min"].tolist() == [0.0] and frame["disparity_max"].tolist() == [2.0]
+    assert frame["valid_fraction"].tolist() == [4 / 6]
 
 
 def test_duplicate_ids_and_missing_files_are_errors(tmp_path):
