@@ -91,6 +91,7 @@ def _predict_batch(
 
 
 def check_scales(scales: Sequence[float]) -> tuple[float, ...]:
+    """The multi-scale TTA factors as a tuple; one shared check for params and library calls."""
     scales = tuple(float(s) for s in scales)
     if not scales or any(not 0.0 < s <= 4.0 for s in scales):
         raise ValueError(
