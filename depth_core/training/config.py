@@ -6,6 +6,7 @@ handed to `train` differs, so teacher and student runs are directly comparable.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -91,6 +92,23 @@ class PerturbConfig(BaseModel):
     cutmix_p: float = Field(0.5, ge=0.0, le=1.0)
     cutmix_area: tuple[float, float] = (0.02, 0.4)
     cutmix_aspect: tuple[float, float] = (0.3, 1.0 / 0.3)
+    cutmix_until: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="share of the training steps that use CutMix; the rest see whole images",
+    )
+
+    def for_step(self, step: int, total_steps: int) -> PerturbConfig:
+        """The perturbations of one step: CutMix stops once `cutmix_until` of the run is done.
+
+        Like YOLOX's and YOLOv8's last epochs without mosaic, a final stretch on whole images
+        lets a short run settle on whole-scene depth order, which pasted boxes (each region
+        aligned on its own) never reward.
+        """
+        if self.cutmix_p == 0.0 or step < math.ceil(self.cutmix_until * total_steps):
+            return self
+        return self.model_copy(update={"cutmix_p": 0.0})
 
     @model_validator(mode="after")
     def _ranges(self) -> PerturbConfig:

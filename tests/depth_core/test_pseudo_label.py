@@ -11,7 +11,7 @@ from depth_core.data.manifest import finalize_dataset, is_dataset_complete, read
 from depth_core.data.shards import list_shards, read_shard, shard_path, write_shard
 from depth_core.inference import predict_disparity
 from depth_core.models import ModelConfig, build_model, save_checkpoint
-from depth_core.pseudo_label import generate_pseudo_labels
+from depth_core.pseudo_label import LABEL_PEAK, generate_pseudo_labels, to_float16_labels
 from tests.helpers import TINY_VIT
 
 
@@ -51,7 +51,8 @@ def setup(tmp_path_factory):
 
 
 def _unit_peak(disparity: np.ndarray) -> np.ndarray:
-    """Stored labels are each scaled to a maximum of 1 (lossless for affine-invariant targets)."""
+    """Each map over its maximum: stored labels divided by LABEL_PEAK (lossless for
+    affine-invariant targets)."""
     return disparity / disparity.reshape(len(disparity), -1).max(axis=1)[:, None, None]
 
 
@@ -73,7 +74,7 @@ def test_one_float16_shard_per_unlabeled_shard(setup, tmp_path):
     assert list(ids) == [f"u{i}" for i in range(10)]
     disparity = np.concatenate([x["disparity"] for x in labels]).astype(np.float32)
     expected = np.stack(predict_disparity(setup["model"], list(setup["images"]), batch_size=4))
-    np.testing.assert_allclose(disparity, _unit_peak(expected), rtol=2e-3, atol=1e-3)
+    np.testing.assert_allclose(disparity / LABEL_PEAK, _unit_peak(expected), rtol=2e-3, atol=1e-3)
     stream = PseudoLabelDataset(setup["unlabeled"], tmp_path / "p", shuffle=False)
     first = next(iter(stream))
     assert first["pseudo"] and first["id"] == "u0" and first["disparity"].shape == (32, 32)
@@ -119,7 +120,7 @@ def test_flip_tta_averages_the_mirrored_prediction(setup, tmp_path):
     with torch.inference_mode():
         x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
         expected = 0.5 * (model(x) + model(x.flip(-1)).flip(-1))
-    np.testing.assert_allclose(got, _unit_peak(expected.numpy()), rtol=2e-3, atol=1e-3)
+    np.testing.assert_allclose(got / LABEL_PEAK, _unit_peak(expected.numpy()), rtol=2e-3, atol=1e-3)
     plain = read_shard(shard_path(_run_dir(setup, tmp_path), 0))["disparity"].astype(np.float32)
     assert np.abs(got - plain).max() > 1e-3
 
@@ -183,7 +184,6 @@ def test_bf16_labels_with_a_batch_norm_teacher(setup, tmp_path):
 
 def test_large_disparities_survive_float16_storage():
     """Scale-invariant training leaves the output scale free; labels must not overflow."""
-    from depth_core.pseudo_label import to_float16_labels
 
     disparity = np.stack(
         [
@@ -194,6 +194,18 @@ def test_large_disparities_survive_float16_storage():
     disparity[1, 0, 0] = np.nan
     stored = to_float16_labels(disparity)
     assert stored.dtype == np.float16
-    assert np.isfinite(stored[0]).all() and stored[0].max() == 1.0
-    assert np.allclose(stored[0].astype(np.float32) * 3e6, disparity[0], rtol=2e-3, atol=3e6 * 1e-3)
+    assert np.isfinite(stored[0]).all() and stored[0].max() == LABEL_PEAK
+    restored = stored[0].astype(np.float32) * (3e6 / LABEL_PEAK)
+    assert np.allclose(restored, disparity[0], rtol=2e-3, atol=3e6 * 1e-3)
     assert np.isnan(stored[1, 0, 0]) and np.isfinite(stored[1].ravel()[1:]).all()
+
+
+def test_far_background_keeps_its_order_in_float16():
+    """A softplus teacher puts far pixels at ~1e-7 of the peak; their order must survive."""
+
+    tail = np.array([1.0, 1e-5, 1e-6, 3e-7, 1e-7, 3e-8, 1e-8, 0.0], np.float32)
+    stored = to_float16_labels(np.stack([tail.reshape(2, 4), np.zeros((2, 4), np.float32)]))
+    values = stored[0].ravel().astype(np.float64)
+    assert (np.diff(values) < 0).all()
+    assert np.allclose(values[1:-1] / values[0], tail[1:-1], rtol=2e-3)
+    assert (stored[1] == 0).all()  # an all-zero map stays zero, not NaN

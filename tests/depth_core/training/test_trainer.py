@@ -12,6 +12,7 @@ from depth_core.losses import depth_loss
 from depth_core.models import load_checkpoint
 from depth_core.training import TrainConfig, train
 from depth_core.training.config import TrainLossConfig
+from depth_core.training.perturb import perturb_pseudo_batch
 from depth_core.training.trainer import batch_loss, train_step
 
 METRIC_NAMES = ("abs_rel", "delta1", "pair_accuracy", "inverted_fraction", "n_images")
@@ -191,6 +192,27 @@ def test_perturbations_touch_only_pseudo_inputs(tiny_vit):
     assert torch.equal(model.seen[[0, 2]], image[[0, 2]])
     assert (model.seen[[1, 3]] - image[[1, 3]]).abs().amax() > 0.05
     assert out["finite"] == 1.0 and out["train/loss"] > 0
+
+
+def test_student_stops_cutmix_on_schedule(tiny_data, tiny_vit, tmp_path, monkeypatch):
+    """The trainer hands each step its perturbations: CutMix for the first half only."""
+    from depth_core.training import trainer
+
+    seen = []
+
+    def spy(image, target, mask, config, generator):
+        seen.append(config.cutmix_p)
+        return perturb_pseudo_batch(image, target, mask, config, generator)
+
+    monkeypatch.setattr(trainer, "perturb_pseudo_batch", spy)
+    train(
+        _config(tiny_vit, epochs=1, n_samples=0, perturb={"cutmix_until": 0.5}),
+        tmp_path / "s",
+        [tiny_data["labeled"]],
+        {"val": tiny_data["val"]},
+        pseudo=[(tiny_data["unlabeled"], tiny_data["pseudo"])],
+    )
+    assert len(seen) == 9 and seen == [0.5] * 5 + [0.0] * 4  # 9 steps, CutMix on steps 0-4
 
 
 def test_target_scale_does_not_change_the_loss(tiny_vit):
