@@ -268,7 +268,11 @@ def train_step(
     if is_pseudo.any():  # strong perturbations: the student sees hard inputs, clean labels
         index = is_pseudo.nonzero().squeeze(1)
         hard = perturb_pseudo_batch(
-            image[index], target[index], mask[index], perturb or config.perturb, generator
+            image[index],
+            target[index],
+            mask[index],
+            perturb if perturb is not None else config.perturb,
+            generator,
         )
         image[index], target[index], mask[index], pasted[index] = (
             hard.image,
