@@ -103,7 +103,6 @@ class PseudoLabelParams(StrictModel):
     flip_tta: bool = True
     scales: list[float] = Field(
         default_factory=lambda: [1.0],
-        min_length=1,
         description="input resize factors whose predictions are averaged (multi-scale TTA)",
     )
 

@@ -66,6 +66,14 @@ def test_nested_unknown_key_in_a_student(tmp_path):
         load_params(_write(tmp_path, data))
 
 
+@pytest.mark.parametrize("scales", [[], [0.0], [-1.0, 1.0], [5.0]])
+def test_bad_pseudo_label_scales_are_named(tmp_path, scales):
+    data = _base()
+    data["pseudo_labels"]["scales"] = scales
+    with pytest.raises(ParamsError, match=r"pseudo_labels\.scales"):
+        load_params(_write(tmp_path, data))
+
+
 def test_expert_must_name_a_student(tmp_path):
     data = _base()
     data["agreement"]["experts"] = ["teacher", "student:nope"]
