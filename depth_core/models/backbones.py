@@ -9,8 +9,8 @@ to take four feature maps from it:
 - ``hierarchical``: convolutional (and other multi-stage) networks with timm ``feature_info``;
   the last four stages come from ``features_only=True`` and are already multi-scale.
 
-Pretrained weights are only ever read from a local file (``ModelConfig.pretrained``) through
-timm's own loading path, which adapts classifier heads, position embeddings (other image
+Pretrained weights are only ever read from local disk (``ModelConfig.pretrained``: a file, or a
+packaged source converted by ``depth_core.models.weights``) through timm's own loading path, which adapts classifier heads, position embeddings (other image
 sizes) and patch embeddings (other patch sizes) to the model being built.
 """
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,6 +26,7 @@ from safetensors import SafetensorError
 from torch import nn
 
 from depth_core.models.config import ModelConfig
+from depth_core.models.weights import WeightsError, resolve_weights_file
 
 
 def _timm():
@@ -160,11 +160,7 @@ def _pretrained_kwargs(config: ModelConfig) -> dict[str, Any]:
     """timm arguments that load ``config.pretrained`` from disk and never touch the network."""
     if config.pretrained is None:
         return {"pretrained": False}
-    path = Path(config.pretrained).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"pretrained weights file not found: {path} (ModelConfig.pretrained)"
-        )
+    path = resolve_weights_file(config.pretrained, config.backbone)
     # Clearing every remote location makes a download impossible even if timm's rules change.
     overlay = {"file": str(path), "hf_hub_id": None, "url": None, "source": None}
     return {"pretrained": True, "pretrained_cfg_overlay": overlay}
@@ -172,7 +168,10 @@ def _pretrained_kwargs(config: ModelConfig) -> dict[str, Any]:
 
 def _create(config: ModelConfig, **kwargs: Any) -> nn.Module:
     kwargs.update(config.backbone_kwargs)
-    kwargs.update(_pretrained_kwargs(config))
+    try:
+        kwargs.update(_pretrained_kwargs(config))
+    except WeightsError as error:
+        raise WeightsError(f"{error} (model.pretrained)") from None
     if config.drop_path_rate > 0:
         kwargs["drop_path_rate"] = config.drop_path_rate
     try:

@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from depth_core.models.config import LEGACY_OUTPUT_ACTIVATION, ModelConfig
 from depth_core.models.depth_model import DepthModel, build_model
+from depth_core.models.weights import IMAGENET_MEAN, IMAGENET_STD
 
 FORMAT_KEY = "depth_distill.format"
 FORMAT_VERSION = "1"
@@ -95,8 +96,10 @@ def read_checkpoint_config(path: str | os.PathLike) -> ModelConfig:
     """The ModelConfig stored in a checkpoint, without loading weights."""
     try:
         stored = json.loads(_read_header(path)[CONFIG_KEY])
-        if isinstance(stored, dict):  # saved before the choice existed: the ReLU head
+        if isinstance(stored, dict):  # saved before these fields existed
             stored.setdefault("output_activation", LEGACY_OUTPUT_ACTIVATION)
+            stored.setdefault("input_mean", IMAGENET_MEAN)
+            stored.setdefault("input_std", IMAGENET_STD)
         return ModelConfig.model_validate(stored)
     except (ValidationError, json.JSONDecodeError) as error:
         raise CheckpointError(path, f"invalid model config in checkpoint ({error})") from error

@@ -39,8 +39,10 @@ def default_out_channels(features: int) -> tuple[int, int, int, int]:
 class ModelConfig(BaseModel):
     """A timm backbone plus a DPT head; stored as JSON inside every checkpoint.
 
-    ``pretrained`` is a local weights file (.safetensors, .pth or .pt) for the backbone only;
-    weights are never downloaded. ``layer_indices`` and ``patch_size`` only apply to plain ViT
+    ``pretrained`` is a local weights file (.safetensors, .pth or .pt, timm's layout) or a
+    packaged source ``package:NAME`` (see ``depth_core.models.weights``), for the backbone only;
+    weights are never downloaded. ``input_mean`` / ``input_std`` default to what the weights were
+    trained with and are stored resolved in every checkpoint. ``layer_indices`` and ``patch_size`` only apply to plain ViT
     backbones; ``backbone_kwargs`` shrinks or reshapes any timm model (depth, width, heads).
     """
 
@@ -62,7 +64,16 @@ class ModelConfig(BaseModel):
         default_factory=dict,
         description="extra timm constructor arguments, e.g. {depth: 4, embed_dim: 96}",
     )
-    pretrained: str | None = Field(default=None, description="local backbone weights file")
+    pretrained: str | None = Field(
+        default=None,
+        description="backbone weights: a local file, or package:NAME (e.g. package:efficientnet_lite0)",
+    )
+    input_mean: tuple[float, float, float] | None = Field(
+        default=None, description="input normalisation mean; null = the backbone's pretrained config"
+    )
+    input_std: tuple[float, float, float] | None = Field(
+        default=None, description="input normalisation std; null = the backbone's pretrained config"
+    )
     drop_path_rate: float = Field(default=0.0, ge=0.0, lt=1.0)
     output_activation: Literal["softplus", "relu"] = Field(
         default="softplus",
@@ -78,6 +89,22 @@ class ModelConfig(BaseModel):
                 "and point `pretrained` at a local weights file"
             )
         return name
+
+    @field_validator("pretrained")
+    @classmethod
+    def _known_source(cls, pretrained: str | None) -> str | None:
+        from depth_core.models.weights import PACKAGE_PREFIX, packaged_source
+
+        if pretrained is not None and pretrained.startswith(PACKAGE_PREFIX):
+            packaged_source(pretrained[len(PACKAGE_PREFIX) :])  # unknown names fail here, early
+        return pretrained
+
+    @field_validator("input_std")
+    @classmethod
+    def _positive_std(cls, std: tuple[float, float, float] | None):
+        if std is not None and min(std) <= 0:
+            raise ValueError(f"input_std must be positive, got {std}")
+        return std
 
     @field_validator("backbone_kwargs")
     @classmethod

@@ -12,9 +12,8 @@ from torch import nn
 from depth_core.models.backbones import Backbone, build_backbone
 from depth_core.models.config import ModelConfig
 from depth_core.models.dpt_head import DPTHead
+from depth_core.models.weights import input_normalization
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class DepthModel(nn.Module):
@@ -30,9 +29,13 @@ class DepthModel(nn.Module):
         self.config = config
         self.backbone = backbone
         self.head = head
-        # Not persistent: constants, so checkpoints hold only learned weights.
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        if config.input_mean is None or config.input_std is None:
+            raise ValueError("DepthModel needs a config with resolved input_mean / input_std")
+        # Not persistent: the values travel in the config, checkpoints hold only learned weights.
+        mean = torch.tensor(config.input_mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(config.input_std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("std", std, persistent=False)
 
     @property
     def input_multiple(self) -> tuple[int, int]:
@@ -58,6 +61,7 @@ def build_model(
     """A fresh DepthModel; ``load_pretrained=False`` ignores ``config.pretrained`` (checkpoints)."""
     if not isinstance(config, ModelConfig):
         config = ModelConfig.model_validate(dict(config))
+    config = with_resolved_normalization(config)
     backbone_config = config if load_pretrained else config.model_copy(update={"pretrained": None})
     backbone = build_backbone(backbone_config)
     head = DPTHead(
@@ -68,6 +72,16 @@ def build_model(
         output_activation=config.output_activation,
     )
     return DepthModel(config, backbone, head)
+
+
+def with_resolved_normalization(config: ModelConfig) -> ModelConfig:
+    """``config`` with explicit input statistics, so its checkpoint predicts the same anywhere."""
+    if config.input_mean is not None and config.input_std is not None:
+        return config
+    mean, std = input_normalization(config.backbone, config.pretrained)
+    return config.model_copy(
+        update={"input_mean": config.input_mean or mean, "input_std": config.input_std or std}
+    )
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

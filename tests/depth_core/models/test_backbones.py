@@ -95,7 +95,7 @@ def test_patch_size_is_rejected_for_conv_backbones():
 
 def test_missing_pretrained_file_is_named(tmp_path):
     missing = tmp_path / "absent.safetensors"
-    with pytest.raises(FileNotFoundError, match="absent.safetensors"):
+    with pytest.raises(ValueError, match=r"absent.safetensors \(model.pretrained\)"):
         build_backbone(ModelConfig(backbone="resnet18", pretrained=str(missing)))
 
 
@@ -131,6 +131,32 @@ def test_vit_pretrained_at_another_resolution_resamples_position_embedding(tmp_p
     )
     assert backbone.model.pos_embed.shape == (1, 1 + 4 * 4, 48)
     assert torch.equal(backbone.model.blocks[0].attn.qkv.weight, source.blocks[0].attn.qkv.weight)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_dinov2_weights_from_a_local_timm_file_are_loaded(tmp_path, suffix):
+    """The path for users who hold DINOv2 (e.g. timm's vit_small_patch14_dinov2.lvd142m file):
+    the published 518-px position grid is resampled to the training size."""
+    torch.manual_seed(3)
+    shrink = {"depth": 4, "embed_dim": 48, "num_heads": 2}
+    source = timm.create_model("vit_small_patch14_dinov2", **shrink)  # 37 x 37 grid, as published
+    path = tmp_path / f"dinov2{suffix}"
+    state = {k: v.contiguous() for k, v in source.state_dict().items()}
+    save_file(state, str(path)) if suffix == ".safetensors" else torch.save(state, path)
+    backbone = build_backbone(
+        ModelConfig(
+            backbone="vit_small_patch14_dinov2",
+            img_size=56,
+            pretrained=str(path),
+            backbone_kwargs=shrink,
+        )
+    )
+    assert backbone.input_multiple == (14, 14)
+    assert backbone.model.pos_embed.shape == (1, 1 + 4 * 4, 48)
+    assert torch.equal(backbone.model.blocks[3].mlp.fc1.weight, source.blocks[3].mlp.fc1.weight)
+    assert torch.equal(backbone.model.blocks[0].ls1.gamma, source.blocks[0].ls1.gamma)
+    maps = backbone(torch.randn(1, 3, 56, 70))
+    assert [tuple(m.shape) for m in maps] == [(1, 48, 4, 5)] * 4
 
 
 def test_conv_pretrained_pth_weights_are_loaded(tmp_path):
