@@ -31,7 +31,7 @@ from depth_core.data.shards import (
 )
 from depth_core.device import pick_device
 from depth_core.inference import check_scales, iterate_predictions
-from depth_core.models import load_checkpoint
+from depth_core.models import load_depth_model
 from depth_core.training.precision import resolve_precision
 
 
@@ -144,7 +144,8 @@ def generate_pseudo_labels(
     progress: bool = True,
     scales: Sequence[float] = (1.0,),
 ) -> dict[str, float]:
-    """Label the (selected) shards of `unlabeled_dir` with the model in `checkpoint`.
+    """Label the (selected) shards of `unlabeled_dir` with the model at `checkpoint`: a
+    depth-distill .safetensors file or a local Hugging Face depth-estimation folder.
 
     `flip_tta` and `scales` (input resize factors, averaged) are test-time augmentation: the
     labels can be better than one plain forward pass of the teacher.
@@ -160,7 +161,7 @@ def generate_pseudo_labels(
     if not is_dataset_complete(unlabeled_dir):
         raise FileNotFoundError(f"{unlabeled_dir} is not a complete dataset (no summary.json)")
     device = pick_device(device)
-    model, _ = load_checkpoint(checkpoint, map_location=device)
+    model, _ = load_depth_model(checkpoint, map_location=device)
     sources = {shard_index(p): p for p in list_shards(unlabeled_dir)}
     selected = _select(sorted(sources), shard_indices, unlabeled_dir)
     amp = resolve_inference_amp(amp, device)

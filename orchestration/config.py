@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -23,6 +24,7 @@ from pydantic import (
 from depth_core.data.importers import ImageImportConfig, RGBDImportConfig
 from depth_core.data.render import RenderConfig
 from depth_core.inference import check_scales
+from depth_core.models import CheckpointError, check_model_path
 from depth_core.training.config import TrainConfig
 from depth_core.voting.pairs import PairConfig
 
@@ -112,6 +114,59 @@ class PseudoLabelParams(StrictModel):
         return list(check_scales(scales))
 
 
+def resolve_path(path: str | Path, root: str | Path | None) -> Path:
+    """A params path: absolute as given, relative to the repository root (params.yaml's folder)."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else Path(root or Path.cwd()) / path
+
+
+_TEACHER_PATH_KINDS = {
+    "checkpoint": "a depth-distill .safetensors file",
+    "transformers": "a local Hugging Face depth-estimation folder",
+}
+
+
+class TeacherParams(TrainConfig):
+    """The teacher: trained here on labeled data (`source: train`), or one you already have.
+
+    `checkpoint` is a depth-distill .safetensors file and `transformers` a local Hugging Face
+    depth-estimation folder (Depth Anything V1/V2, DPT); both are used as they are, and of the
+    training keys only device, batch_size, seed, val_max_images and n_samples are read (they set
+    how the teacher is evaluated). `path` is checked here, before any stage deletes or runs
+    anything; a relative path is relative to the folder of params.yaml. Ignored for `train`.
+    """
+
+    source: Literal["train", "checkpoint", "transformers"] = "train"
+    path: str | None = Field(
+        None,
+        validate_default=True,
+        description="the checkpoint file (source: checkpoint) or model folder (transformers)",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _existing_teacher(cls, path: str | None, info: ValidationInfo) -> str | None:
+        source = info.data.get("source")
+        if source in (None, "train"):
+            return path
+        if path is None:
+            raise ValueError(
+                f"teacher.path is required when teacher.source is {source!r} "
+                f"({_TEACHER_PATH_KINDS[source]})"
+            )
+        root = (info.context or {}).get("root")
+        try:
+            check_model_path(resolve_path(path, root), source)
+        except CheckpointError as error:
+            raise ValueError(f"teacher.path {path!r}: {error}") from None
+        return path
+
+    def train_config(self) -> TrainConfig:
+        """The training part alone: what `train` receives and what a trained teacher's outputs
+        are fingerprinted with (unchanged by the teacher-source keys)."""
+        return TrainConfig.model_validate(self.model_dump(exclude={"source", "path"}))
+
+
 class AgreementParams(StrictModel):
     """expert_agreement_report: which checkpoints vote, on which images, with which pairs."""
 
@@ -138,7 +193,7 @@ class Params(StrictModel):
         "config names its own",
     )
     data: DataParams = Field(default_factory=DataParams)
-    teacher: TrainConfig
+    teacher: TeacherParams
     pseudo_labels: PseudoLabelParams = Field(default_factory=PseudoLabelParams)
     students: dict[str, TrainConfig]
     agreement: AgreementParams
@@ -166,9 +221,13 @@ def _format_errors(exc: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def parse_params(raw: dict[str, Any], source: str = "params") -> Params:
+def parse_params(
+    raw: dict[str, Any], source: str = "params", root: str | Path | None = None
+) -> Params:
+    """Validate a params mapping; relative paths in it (teacher.path) are relative to `root`
+    (default: the current directory)."""
     try:
-        return Params.model_validate(raw)
+        return Params.model_validate(raw, context={"root": str(root) if root else None})
     except ValidationError as exc:
         raise ParamsError(_format_errors(exc, source)) from None
 
@@ -186,7 +245,7 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = 
         raise ParamsError(f"{path}: top level must be a mapping")
     for item in overrides or []:
         apply_override(raw, item)
-    return parse_params(raw, str(path))
+    return parse_params(raw, str(path), root=path.resolve().parent)
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:

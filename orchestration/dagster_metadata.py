@@ -56,6 +56,8 @@ def stage_metadata(result: StageResult, dvc_hashes: dict[str, str] | None = None
     )
     for path in result.outputs:
         metadata[f"path/{Path(path).name}"] = dg.MetadataValue.path(str(path))
+    for key, value in result.info.items():  # e.g. teacher_source, teacher_path, teacher_model_type
+        metadata[key] = dg.MetadataValue.path(value) if key.endswith("_path") else str(value)
     if "checkpoint_md5" in result.metrics:
         metadata["checkpoint_md5"] = str(result.metrics["checkpoint_md5"])
     if result.mlflow_run_id:

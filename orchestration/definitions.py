@@ -4,6 +4,9 @@ labeled_data ─► teacher_checkpoint ─► pseudo_labels ─► student_check
 unlabeled_images ───────────────────────┘
 target_eval_set (held-out ground truth) ─ validation of every model and the agreement report
 
+teacher_checkpoint is trained here, or is a teacher you already have (`teacher.source`:
+checkpoint | transformers); its description, tags and metadata say which.
+
 Each asset calls the same stage function that `dvc repro` runs (orchestration.stages), then, on
 the default lineage, `dvc commit`s the stage so DVC and Dagster agree on what is up to date.
 Launchpad runs that override params are experiments: they write under experiments/<name>/.
@@ -15,7 +18,7 @@ from pathlib import Path
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from orchestration.config import Params, load_params
+from orchestration.config import Params, TeacherParams, load_params
 from orchestration.dagster_metadata import stage_metadata
 from orchestration.dvc_sync import DvcError, commit_stage, is_dvc_repo
 from orchestration.layout import Layout, default_layout, experiment_layout
@@ -164,24 +167,42 @@ def _model_check_specs(asset_key: str) -> list[dg.AssetCheckSpec]:
     ]
 
 
-@dg.asset(
-    group_name="models",
-    kinds=MODEL_KINDS,
-    deps=[labeled_data, target_eval_set],
-    check_specs=_model_check_specs("teacher_checkpoint"),
-)
-def teacher_checkpoint(context: AssetExecutionContext, pipeline: PipelineResource):
-    """The largest model, trained on labeled data only with SSI + gradient matching loss."""
-    result, metadata = _run(context, pipeline, "teacher", "teacher")
-    return dg.MaterializeResult(
-        metadata=metadata, check_results=_model_checks(result.metrics, "synthetic")
+TEACHER_DESCRIPTIONS = {
+    "train": "The largest model, trained on labeled data only with SSI + gradient matching loss.",
+    "checkpoint": "An existing depth-distill checkpoint ({path}), used as it is: copied into "
+    "models/teacher and evaluated like a trained teacher; nothing is trained.",
+    "transformers": "A Hugging Face depth-estimation model ({path}), used as it is: copied into "
+    "models/teacher and evaluated like a trained teacher; nothing is trained.",
+}
+
+
+def _teacher_asset(teacher: TeacherParams | None) -> dg.AssetsDefinition:
+    """The teacher asset; its description and tags name the source read from params.yaml."""
+    source = teacher.source if teacher is not None else "train"
+    path = teacher.path if teacher is not None else None
+
+    @dg.asset(
+        name="teacher_checkpoint",
+        group_name="models",
+        kinds=MODEL_KINDS,
+        deps=[labeled_data, target_eval_set],
+        check_specs=_model_check_specs("teacher_checkpoint"),
+        description=TEACHER_DESCRIPTIONS[source].format(path=path),
+        tags={"teacher_source": source},
     )
+    def _teacher(context: AssetExecutionContext, pipeline: PipelineResource):
+        result, metadata = _run(context, pipeline, "teacher", "teacher")
+        return dg.MaterializeResult(
+            metadata=metadata, check_results=_model_checks(result.metrics, "synthetic")
+        )
+
+    return _teacher
 
 
 @dg.asset(
     group_name="models",
     kinds={"pytorch", "dvc"},
-    deps=[teacher_checkpoint, unlabeled_images],
+    deps=["teacher_checkpoint", unlabeled_images],
     check_specs=[dg.AssetCheckSpec("no_nan", asset="pseudo_labels")],
 )
 def pseudo_labels(context: AssetExecutionContext, pipeline: PipelineResource):
@@ -278,7 +299,7 @@ def build_definitions(params: Params | None = None) -> dg.Definitions:
         labeled_data,
         unlabeled_images,
         target_eval_set,
-        teacher_checkpoint,
+        _teacher_asset(params.teacher if params else None),
         pseudo_labels,
         *students,
         expert_agreement_report,

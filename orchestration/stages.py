@@ -18,10 +18,11 @@ from functools import partial
 from pathlib import Path
 
 from orchestration import layout as L
+from orchestration import teacher_source
 from orchestration.config import Params, params_section
 from orchestration.files import md5_file, write_json_atomic
 from orchestration.layout import Layout
-from orchestration.tracking import git_commit, stage_run
+from orchestration.tracking import git_commit, stage_run, teacher_tags
 
 STAGE_NAMES = (
     "labeled_data",
@@ -60,7 +61,10 @@ class StageContext:
 
     @property
     def tags(self) -> dict[str, str]:
-        tags = {}
+        """Tags of every MLflow run of this context: the experiment, and where the teacher
+        that shaped the run came from."""
+        teacher = self.params.teacher
+        tags = teacher_tags(teacher.source, teacher.path)
         if self.experiment:
             tags["experiment"] = self.experiment
         return tags
@@ -73,6 +77,7 @@ class StageResult:
     outputs: list[Path] = field(default_factory=list)
     pictures: dict[str, Path] = field(default_factory=dict)
     mlflow_run_id: str | None = None
+    info: dict[str, str] = field(default_factory=dict)  # what was made, for people (not metrics)
 
 
 def default_pipeline_key(root: Path, params: Params) -> str:
@@ -113,10 +118,11 @@ def _finish(
     outputs: list[Path],
     pictures: dict[str, Path] | None = None,
     run_id: str | None = None,
+    info: dict[str, str] | None = None,
 ) -> StageResult:
     metrics = {**metrics, "stage_seconds": round(float(metrics.get("stage_seconds", 0.0)), 2)}
     write_json_atomic(ctx.layout.metrics_file(stage), metrics)
-    return StageResult(stage, metrics, outputs, pictures or {}, run_id)
+    return StageResult(stage, metrics, outputs, pictures or {}, run_id, info or {})
 
 
 def _device(params: Params):
@@ -327,6 +333,7 @@ def _train_stage(
     pseudo: list[tuple[Path, Path]] | None,
     param_keys: list[str],
     run_name: str,
+    info: dict[str, str] | None = None,
 ) -> StageResult:
     from depth_core.training import train
 
@@ -378,7 +385,7 @@ def _train_stage(
             run.log_artifact(picture, "pictures")
         run.log_artifact(report_dir / "history.json")
         metrics["mlflow_run_id"] = run.run_id
-    return _finish(ctx, stage, metrics, [out_dir], pictures, run.run_id)
+    return _finish(ctx, stage, metrics, [out_dir], pictures, run.run_id, info)
 
 
 def _distributed_rank() -> int:
@@ -420,16 +427,148 @@ def _flatten(value: dict, prefix: str) -> dict:
 
 
 def stage_teacher(ctx: StageContext) -> StageResult:
+    """Train the teacher (`teacher.source: train`), or install and evaluate an existing one."""
+    if ctx.params.teacher.source != "train":
+        return _existing_teacher_stage(ctx)
     return _train_stage(
         ctx,
         "teacher",
         "teacher",
-        ctx.params.teacher,
+        ctx.params.teacher.train_config(),
         L.TEACHER,
         None,
         STAGE_PARAMS["teacher"],
         "teacher",
+        info={"teacher_source": "train"},
     )
+
+
+# What an existing teacher's stage reads of the teacher section (it trains nothing).
+_EXISTING_TEACHER_KEYS = (
+    "source",
+    "path",
+    "device",
+    "batch_size",
+    "seed",
+    "val_max_images",
+    "n_samples",
+)
+
+
+def _existing_teacher_stage(ctx: StageContext) -> StageResult:
+    """teacher.source checkpoint | transformers: the given model is copied into the teacher's
+    output directory and evaluated like a trained teacher's final validation (same sets, batch
+    size, pair seed, fp32 and metric keys, plus the row-prior baseline); nothing is trained."""
+    from depth_core.device import pick_device
+    from depth_core.models import load_depth_model
+
+    teacher = ctx.params.teacher
+    out_dir = ctx.layout.out(L.TEACHER)
+    source = teacher_source.existing_teacher_path(teacher, ctx.layout.default_root, out_dir)
+    if _distributed_rank() > 0:  # under torchrun, rank 0 alone installs and evaluates
+        return StageResult("teacher", {}, [out_dir])
+    digest = teacher_source.content_digest(source)
+    prepare_output(out_dir, {"source": teacher.source, "digest": digest})
+    model_path = teacher_source.install(source, teacher.source, out_dir)
+    device = pick_device(teacher.device if teacher.device != "auto" else ctx.params.device)
+    report_dir = ctx.layout.report_dir("teacher")
+    start = time.perf_counter()
+    model, described = load_depth_model(model_path, map_location=device)
+    info = _describe_existing_teacher(teacher.source, source, model, described)
+    logged = {"device": ctx.params.device, "teacher.resolved_path": str(source)}
+    logged.update({f"teacher.{k}": getattr(teacher, k) for k in _EXISTING_TEACHER_KEYS})
+    run_tags = {**ctx.tags, **{k: v for k, v in info.items() if k != "teacher_path"}}
+    with stage_run(
+        ctx.layout.default_root,
+        "teacher",
+        "teacher",
+        ctx.pipeline_key,
+        ctx.runner,
+        logged,
+        run_tags,
+        "teacher",
+    ) as run:
+        metrics = _validation_metrics(model, _val_sets(ctx), teacher, device)
+        pictures = _existing_teacher_pictures(model, ctx, teacher, metrics, report_dir, device)
+        metrics.update(_baseline_metrics(ctx))
+        metrics["stage_seconds"] = time.perf_counter() - start
+        metrics["checkpoint_bytes"] = teacher_source.size_of(model_path)
+        metrics["checkpoint_md5"] = digest
+        run.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+        for picture in pictures.values():
+            run.log_artifact(picture, "pictures")
+        run.log_artifact(report_dir / "history.json")
+        metrics["mlflow_run_id"] = run.run_id
+    return _finish(ctx, "teacher", metrics, [out_dir], pictures, run.run_id, info)
+
+
+def _validation_metrics(model, val_sets: dict[str, Path], cfg, device) -> dict[str, float]:
+    """val/<set>/<metric>: the call training makes after every epoch, with the same arguments
+    (depth_core.training.trainer._validate), so the numbers compare with a trained teacher's."""
+    from depth_core.evaluation import evaluate_model
+
+    metrics = {}
+    for name, path in val_sets.items():
+        result = evaluate_model(
+            model,
+            path,
+            batch_size=cfg.batch_size,
+            device=device,
+            amp="fp32",
+            max_images=cfg.val_max_images,
+            seed=cfg.seed,
+        )
+        metrics.update({f"val/{name}/{k}": v for k, v in result.items()})
+    return metrics
+
+
+def _describe_existing_teacher(kind: str, source: Path, model, described: dict) -> dict[str, str]:
+    """What the teacher is, for the asset's metadata and the MLflow tags."""
+    info = {"teacher_source": kind, "teacher_path": str(source)}
+    if kind == "transformers":
+        info["teacher_model_type"] = str(described["model_type"])
+        info["teacher_depth_type"] = str(described["depth_type"])
+        info["teacher_img_size"] = str(described["img_size"])
+    else:
+        info["teacher_backbone"] = model.config.backbone
+        info["teacher_img_size"] = str(model.config.img_size)
+    return info
+
+
+def _existing_teacher_pictures(
+    model, ctx: StageContext, cfg, metrics: dict, report_dir: Path, device
+) -> dict[str, Path]:
+    """The files a trained teacher publishes (dvc.yaml declares them): one validation row at
+    epoch 0, no steps, and the depth samples of the first validation images."""
+    from depth_core.plots import plot_epoch_metrics, plot_loss_curve
+
+    report_dir.mkdir(parents=True, exist_ok=True)
+    history = [{"epoch": 0, "step": 0, **metrics}]
+    write_json_atomic(report_dir / "history.json", history)
+    write_json_atomic(report_dir / "steps.json", [])
+    plot_loss_curve([], report_dir / "loss_curve.png")  # for DVC; not shown (no steps)
+    pictures = {"val_metrics": plot_epoch_metrics(history, report_dir / "val_metrics.png")}
+    if cfg.n_samples > 0:
+        pictures["samples"] = _samples_picture(
+            model, ctx.layout.inp(L.LABELED_VAL), cfg.n_samples, report_dir / "samples.png", device
+        )
+    return pictures
+
+
+def _samples_picture(model, dataset_dir: Path, n: int, path: Path, device) -> Path:
+    """image | prediction | ground truth for the first images of a labeled set."""
+    import numpy as np
+
+    from depth_core.data.dataset import load_arrays
+    from depth_core.inference import predict_disparity
+    from depth_core.plots import plot_depth_samples
+
+    arrays = load_arrays(dataset_dir, limit=n, keys=["image", "depth", "mask"])
+    images = list(arrays["image"])
+    predictions = predict_disparity(model, images, device=device)
+    masks = arrays["mask"].astype(bool) & (arrays["depth"] > 0)
+    truth = [np.where(m, 1.0 / np.maximum(d, 1e-6), 0.0) for d, m in zip(arrays["depth"], masks)]
+    return plot_depth_samples(images, predictions, truth, path, masks=list(masks))
 
 
 def stage_pseudo_labels(ctx: StageContext) -> StageResult:
@@ -444,7 +583,7 @@ def stage_pseudo_labels(ctx: StageContext) -> StageResult:
     )
     start = time.perf_counter()
     stats = generate_pseudo_labels(
-        checkpoint=ctx.layout.inp(L.TEACHER) / L.CHECKPOINT_FILE,
+        checkpoint=teacher_source.teacher_model_path(ctx.layout.inp(L.TEACHER)),
         unlabeled_dir=ctx.layout.inp(L.UNLABELED),
         out_dir=out_dir,
         batch_size=cfg.batch_size,
@@ -481,11 +620,12 @@ def stage_student(ctx: StageContext, name: str) -> StageResult:
 
 
 def expert_checkpoints(ctx: StageContext) -> dict[str, Path]:
-    """Resolve `agreement.experts` entries to checkpoint files, keyed by display name."""
+    """Resolve `agreement.experts` entries to checkpoint files (or, for a teacher from Hugging
+    Face, its model folder), keyed by display name."""
     experts = {}
     for entry in ctx.params.agreement.experts:
         if entry == "teacher":
-            experts["teacher"] = ctx.layout.inp(L.TEACHER) / L.CHECKPOINT_FILE
+            experts["teacher"] = teacher_source.teacher_model_path(ctx.layout.inp(L.TEACHER))
         elif entry.startswith("student:"):
             name = entry.split(":", 1)[1]
             experts[f"student_{name}"] = (
@@ -503,7 +643,7 @@ def expert_checkpoints(ctx: StageContext) -> dict[str, Path]:
 def stage_agreement(ctx: StageContext) -> StageResult:
     from depth_core.data.dataset import load_arrays
     from depth_core.inference import predict_disparity
-    from depth_core.models import load_checkpoint
+    from depth_core.models import load_depth_model
     from depth_core.voting.agreement import run_agreement
 
     cfg = ctx.params.agreement
@@ -515,7 +655,7 @@ def stage_agreement(ctx: StageContext) -> StageResult:
     device = _device(ctx.params)
     predictions = {}
     for name, path in expert_checkpoints(ctx).items():
-        model, _ = load_checkpoint(path, map_location=device)
+        model, _ = load_depth_model(path, map_location=device)
         predictions[name] = predict_disparity(
             model, images, batch_size=cfg.batch_size, device=device
         )

@@ -41,13 +41,24 @@ def git_commit(root: Path) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def teacher_tags(source: str, path: str | None = None) -> dict[str, str]:
+    """Tags saying which teacher a run belongs to: `teacher_source` (train | checkpoint |
+    transformers) and, for a teacher not trained here, `teacher_path` as params.yaml gives it.
+    Every run the teacher shapes carries them (teacher, students, report), so MLflow can filter
+    the runs distilled from one teacher."""
+    tags = {"teacher_source": source}
+    if source != "train" and path:
+        tags["teacher_path"] = str(path)
+    return tags
+
+
 def _client(root: Path):
-    import mlflow
+    """A client bound to this root's store. Not `mlflow.set_tracking_uri`: that also exports
+    MLFLOW_TRACKING_URI, and every later stage in the process, whatever its root, would log
+    into the first root's store."""
     from mlflow.tracking import MlflowClient
 
-    uri = default_tracking_uri(root)
-    mlflow.set_tracking_uri(uri)
-    return MlflowClient(tracking_uri=uri)
+    return MlflowClient(tracking_uri=default_tracking_uri(root))
 
 
 def _experiment_id(client, root: Path) -> str:

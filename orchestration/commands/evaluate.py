@@ -5,6 +5,8 @@ pairing by file name, `--depth-scale` for 16-bit PNGs, `--disparity` for dispari
 sharded dataset directory. Folder images are evaluated at their original resolution. Every
 model is scored on the same images and the same point pairs as the trivial row-prior baseline
 ("lower in the image is nearer"); the result is printed as a table and optionally saved as JSON.
+A checkpoint is a depth-distill .safetensors file or a local Hugging Face depth-estimation folder
+(Depth Anything V1/V2, DPT), which runs at its own processor's resolution.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from depth_core.device import pick_device
 from depth_core.evaluation import MetricAccumulator, evaluate_model, evaluate_row_prior
 from depth_core.inference import predict_disparity
 from depth_core.metrics import row_prior_disparity
-from depth_core.models import CheckpointError, load_checkpoint
+from depth_core.models import CheckpointError, load_depth_model
 from depth_core.pseudo_label import resolve_inference_amp
 from orchestration.commands.data import add_depth_convention_arguments, depth_convention_options
 
@@ -50,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         required=True,
         action="append",
         metavar="[NAME=]CKPT",
-        help="model checkpoint; repeat to compare several",
+        help="model checkpoint or Hugging Face depth-estimation folder; repeat to compare several",
     )
     parser.add_argument(
         "--data", required=True, help="folder of RGB-D pairs, or a dataset directory"
@@ -181,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--batch-size must be >= 1")
         device = pick_device(args.device)
         models = {
-            name: load_checkpoint(path, map_location=device)[0]
+            name: load_depth_model(path, map_location=device)[0]
             for name, path in checkpoints.items()
         }
         if not data.is_dir():

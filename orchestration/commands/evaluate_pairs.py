@@ -19,7 +19,12 @@ def register(subparsers) -> None:
         description="Predict every annotated image with the checkpoint and report the share "
         "of pairs whose closer point has the larger disparity, overall and per scene folder.",
     )
-    parser.add_argument("--checkpoint", required=True, type=Path, help="model .safetensors")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        type=Path,
+        help="model .safetensors, or a local Hugging Face depth-estimation folder",
+    )
     parser.add_argument("--annotations", required=True, type=Path, help="DA-2K annotations.json")
     parser.add_argument("--images", required=True, type=Path, help="root the image paths are in")
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
@@ -34,10 +39,10 @@ def make_predictor(checkpoint: Path, device: str, batch_size: int, flip_tta: boo
     Imported lazily: the pure parts of the command work without torch models loaded."""
     from depth_core.device import pick_device
     from depth_core.inference import predict_disparity
-    from depth_core.models import load_checkpoint
+    from depth_core.models import load_depth_model
 
     device = str(pick_device(device))
-    model, _ = load_checkpoint(checkpoint, map_location=device)
+    model, _ = load_depth_model(checkpoint, map_location=device)
     model.eval()
 
     def predict(images):
@@ -79,7 +84,7 @@ def _run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, Da2kFormatError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if not args.checkpoint.is_file():
+    if not args.checkpoint.exists():
         print(f"error: --checkpoint {args.checkpoint} does not exist", file=sys.stderr)
         return 2
     try:

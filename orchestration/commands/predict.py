@@ -3,7 +3,8 @@
 For each image, `<stem>.npy` holds float32 disparity at the image's original resolution
 (larger = nearer) and `<stem>.png` a colourised picture of it; sub-folders of the input are
 mirrored in the output so equal file names never collide. Unreadable files are skipped and
-listed at the end; the command fails only when no image could be predicted.
+listed at the end; the command fails only when no image could be predicted. `--checkpoint` is a
+depth-distill .safetensors file or a local Hugging Face depth-estimation folder.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from tqdm.auto import tqdm
 from depth_core.data.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image
 from depth_core.device import pick_device
 from depth_core.inference import iterate_predictions
-from depth_core.models import CheckpointError, load_checkpoint
+from depth_core.models import CheckpointError, load_depth_model
 from depth_core.pseudo_label import resolve_inference_amp
 from depth_core.viz import colorize_disparity
 
@@ -33,7 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="predict disparity for an image or a folder of images",
         description=__doc__.splitlines()[0],
     )
-    parser.add_argument("--checkpoint", required=True, help="model .safetensors checkpoint")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="model .safetensors checkpoint, or a local Hugging Face depth-estimation folder",
+    )
     parser.add_argument(
         "--input", required=True, help="an image file or a folder (searched recursively)"
     )
@@ -77,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         paths = find_images(source)
         device = pick_device(args.device)
-        model, _ = load_checkpoint(args.checkpoint, map_location=device)
+        model, _ = load_depth_model(args.checkpoint, map_location=device)
     except (FileNotFoundError, CheckpointError, RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -108,3 +108,59 @@ def test_folder_source_needs_folder_settings(tmp_path):
     data["data"]["labeled"]["source"] = "folder"
     with pytest.raises(ParamsError, match=r"data\.labeled\.folder must be set"):
         load_params(_write(tmp_path, data))
+
+
+def _fake_hf_folder(folder: Path) -> Path:
+    """Enough of a Hugging Face folder for params validation (which reads config.json only)."""
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(
+        '{"model_type": "depth_anything", "architectures": ["DepthAnythingForDepthEstimation"]}'
+    )
+    return folder
+
+
+def test_teacher_source_defaults_to_train_and_ignores_path(tmp_path):
+    params = load_params(REPO / "params.smoke.yaml")
+    assert params.teacher.source == "train" and params.teacher.path is None
+    data = _base()
+    data["teacher"]["path"] = "nowhere"
+    assert load_params(_write(tmp_path, data)).teacher.path == "nowhere"
+    assert "source" not in params.teacher.train_config().model_dump()
+
+
+@pytest.mark.parametrize("source", ["checkpoint", "transformers"])
+def test_existing_teacher_needs_a_path(tmp_path, source):
+    data = _base()
+    data["teacher"]["source"] = source
+    with pytest.raises(ParamsError, match=r"teacher\.path.*required"):
+        load_params(_write(tmp_path, data))
+    data["teacher"]["path"] = "models/nowhere"
+    with pytest.raises(ParamsError, match=r"teacher\.path 'models/nowhere'.*does not exist"):
+        load_params(_write(tmp_path, data))
+
+
+def test_teacher_path_is_relative_to_params_and_of_the_right_kind(tmp_path, monkeypatch):
+    import torch
+
+    from depth_core.models import ModelConfig, build_model, save_checkpoint
+    from tests.helpers import TINY_VIT
+
+    _fake_hf_folder(tmp_path / "teachers" / "da")
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "teachers" / "t.safetensors", build_model(ModelConfig(**TINY_VIT)))
+    monkeypatch.chdir(REPO)  # relative to params.yaml's folder, not the working directory
+    data = _base()
+    data["teacher"].update(source="transformers", path="teachers/da")
+    assert load_params(_write(tmp_path, data)).teacher.path == "teachers/da"
+    data["teacher"].update(source="checkpoint", path="teachers/t.safetensors")
+    assert load_params(_write(tmp_path, data)).teacher.source == "checkpoint"
+    data["teacher"].update(source="checkpoint", path="teachers/da")
+    with pytest.raises(ParamsError, match=r"teacher\.path 'teachers/da'.*folder"):
+        load_params(_write(tmp_path, data))
+    data["teacher"].update(source="transformers", path="teachers/t.safetensors")
+    with pytest.raises(ParamsError, match=r"teacher\.path 'teachers/t\.safetensors'.*not a folder"):
+        load_params(_write(tmp_path, data))
+    (tmp_path / "teachers" / "empty").mkdir()
+    data["teacher"].update(source="transformers", path="teachers/empty")
+    with pytest.raises(ParamsError, match=r"teacher\.path.*config\.json"):
+        load_params(_write(tmp_path, data))

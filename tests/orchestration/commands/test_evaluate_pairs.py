@@ -44,7 +44,7 @@ def fake_models(monkeypatch):
     row index (lower in the image = nearer), so the expected accuracy is known."""
     calls = {}
 
-    def load_checkpoint(path, map_location="cpu"):
+    def load_depth_model(path, map_location="cpu"):
         calls["checkpoint"] = (str(path), map_location)
         return types.SimpleNamespace(eval=lambda: None), {}
 
@@ -56,7 +56,7 @@ def fake_models(monkeypatch):
         ]
 
     modules = {
-        "depth_core.models": types.SimpleNamespace(load_checkpoint=load_checkpoint),
+        "depth_core.models": types.SimpleNamespace(load_depth_model=load_depth_model),
         "depth_core.inference": types.SimpleNamespace(predict_disparity=predict_disparity),
         "depth_core.device": types.SimpleNamespace(pick_device=lambda name: "cpu"),
     }
