@@ -24,6 +24,7 @@ COMMAND_MODULES = {
     "evaluate": "evaluate",
     "evaluate-pairs": "evaluate_pairs",
     "bench": "bench",
+    "ablation": "ablation",
 }
 
 

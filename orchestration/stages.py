@@ -335,9 +335,13 @@ def _train_stage(
     run_name: str,
     info: dict[str, str] | None = None,
 ) -> StageResult:
+    from depth_core.models.weights import resolve_weights_file
     from depth_core.training import train
 
     out_dir = ctx.layout.out(out_rel)
+    if cfg.model.pretrained is not None:
+        # A missing package or weights that do not fit fail here, before any output is cleared.
+        resolve_weights_file(cfg.model.pretrained, cfg.model.backbone)
     if cfg.device == "auto":
         cfg = cfg.model_copy(update={"device": ctx.params.device})
     fit = partial(
@@ -612,6 +616,29 @@ def stage_student(ctx: StageContext, name: str) -> StageResult:
         pseudo,
         ["device", f"students.{name}"],
         f"student {name}",
+    )
+
+
+def train_control(ctx: StageContext, name: str, steps: int) -> StageResult:
+    """Student `name`'s config trained on the labeled data alone for `steps` steps: the
+    control that shows what the pseudo-labels add (same architecture, same step budget)."""
+    if name not in ctx.params.students:
+        raise KeyError(
+            f"students.{name}: no such student in params (known: {sorted(ctx.params.students)})"
+        )
+    cfg = ctx.params.students[name]
+    # Labeled epochs are shorter than pseudo-label epochs: enough of them, cut at `steps`.
+    cfg = cfg.model_copy(update={"epochs": max(cfg.epochs, steps), "max_steps": steps})
+    return _train_stage(
+        ctx,
+        f"control_{name}",
+        "control",
+        cfg,
+        f"models/controls/{name}",
+        None,
+        ["device", f"students.{name}"],
+        f"control {name} (labeled only)",
+        info={"control_of": f"student:{name}"},
     )
 
 

@@ -37,8 +37,9 @@ def _local_tracking():
 def _smoke_params(**teacher) -> dict:
     """params.smoke.yaml with one short student and a 2-step teacher: teacher + one student vote."""
     raw = yaml.safe_load(SMOKE.read_text())
-    raw["students"] = {"resnet": {**raw["students"]["resnet"], "max_steps": 3}}
-    raw["agreement"]["experts"] = ["teacher", "student:resnet"]
+    name = list(raw["students"])[-1]
+    raw["students"] = {name: {**raw["students"][name], "max_steps": 3}}
+    raw["agreement"]["experts"] = ["teacher", f"student:{name}"]
     raw["teacher"].update(epochs=1, max_steps=2)
     raw["teacher"].update(teacher)
     return raw
