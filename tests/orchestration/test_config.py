@@ -164,3 +164,21 @@ def test_teacher_path_is_relative_to_params_and_of_the_right_kind(tmp_path, monk
     data["teacher"].update(source="transformers", path="teachers/empty")
     with pytest.raises(ParamsError, match=r"teacher\.path.*config\.json"):
         load_params(_write(tmp_path, data))
+
+
+@pytest.mark.parametrize("name", ["params.yaml", "params.gpu.yaml"])
+def test_the_lineage_rests_on_pretrained_encoders_with_the_largest_as_teacher(name):
+    """Depth Anything's recipe: every model starts from a pretrained encoder, the teacher's is
+    the largest, and students are smaller models with freshly initialised heads."""
+    from depth_core.models.backbones import probe_backbone
+
+    params = load_params(REPO / name)
+    models = {"teacher": params.teacher.model}
+    models.update({n: cfg.model for n, cfg in params.students.items()})
+    assert all(m.pretrained for m in models.values()), {n: m.pretrained for n, m in models.items()}
+
+    def encoder_size(model) -> int:
+        return sum(p.numel() for p in probe_backbone(model.backbone).parameters())
+
+    teacher = encoder_size(models.pop("teacher"))
+    assert all(encoder_size(m) < teacher for m in models.values())
