@@ -98,6 +98,31 @@ def evaluate_model(
     return _finish(per_batch, n_images, str(dataset_dir))
 
 
+def evaluate_sets(
+    model: nn.Module,
+    sets: dict[str, str | Path],
+    batch_size: int,
+    device: str | torch.device | None = None,
+    max_images: int | None = None,
+    seed: int = 0,
+) -> dict[str, float]:
+    """``val/<set>/<metric>`` for each named set, always in fp32: the keys and numbers every
+    teacher and student reports, trained here or not, comparable with `depth-distill evaluate`."""
+    values: dict[str, float] = {}
+    for name, path in sets.items():
+        result = evaluate_model(
+            model,
+            path,
+            batch_size=batch_size,
+            device=device,
+            amp="fp32",
+            max_images=max_images,
+            seed=seed,
+        )
+        values.update({f"val/{name}/{k}": v for k, v in result.items()})
+    return values
+
+
 def row_prior_like(depth: torch.Tensor) -> torch.Tensor:
     """The baseline prediction for a (B, H, W) batch: disparity grows with the image row."""
     b, h, w = depth.shape

@@ -49,7 +49,9 @@ def without_pretraining(params: Params) -> Params:
 
 def run_scratch(params: Params, root: Path, runner: str) -> dict[str, dict]:
     name = "ablation-scratch"
-    ctx = StageContext(without_pretraining(params), experiment_layout(root, name), runner, experiment=name)
+    ctx = StageContext(
+        without_pretraining(params), experiment_layout(root, name), runner, experiment=name
+    )
     results = {"teacher": stage_teacher(ctx).metrics}
     stage_pseudo_labels(ctx)
     for student in params.students:
@@ -160,7 +162,12 @@ def plot_ablation(summary: dict, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(models), 3.6))
     for i, variant in enumerate(variants):
         values = [(summary[variant].get(m) or {}).get(KEYS[1]) or np.nan for m in models]
-        ax.bar(np.arange(len(models)) + (i - (len(variants) - 1) / 2) * width, values, width, label=variant)
+        ax.bar(
+            np.arange(len(models)) + (i - (len(variants) - 1) / 2) * width,
+            values,
+            width,
+            label=variant,
+        )
     prior = summary["row_prior"].get(KEYS[1])
     if prior is not None:
         ax.axhline(prior, color="k", linestyle="--", linewidth=1, label="row prior")

