@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
 from typing import Any
 
 from depth_core.atomic_io import atomic_write
+from depth_core.file_digest import file_digest
 
 
 def _json_safe(value: Any) -> Any:
@@ -28,10 +28,6 @@ def write_json_atomic(path: Path, data: Any) -> Path:
     return atomic_write(path, json.dumps(_json_safe(data), indent=2, sort_keys=True) + "\n")
 
 
-def md5_file(path: Path, chunk: int = 1 << 20) -> str:
+def md5_file(path: Path) -> str:
     """The file's md5, the same digest DVC records for a file output."""
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "md5")

@@ -464,6 +464,7 @@ def _existing_teacher_stage(ctx: StageContext) -> StageResult:
     output directory and evaluated like a trained teacher's final validation (same sets, batch
     size, pair seed, fp32 and metric keys, plus the row-prior baseline); nothing is trained."""
     from depth_core.device import pick_device
+    from depth_core.evaluation import evaluate_sets
     from depth_core.models import load_depth_model
 
     teacher = ctx.params.teacher
@@ -492,7 +493,10 @@ def _existing_teacher_stage(ctx: StageContext) -> StageResult:
         run_tags,
         "teacher",
     ) as run:
-        metrics = _validation_metrics(model, _val_sets(ctx), teacher, device)
+        # The call training makes after every epoch, so the numbers compare with a trained teacher's.
+        metrics = evaluate_sets(
+            model, _val_sets(ctx), teacher.batch_size, device, teacher.val_max_images, teacher.seed
+        )
         pictures = _existing_teacher_pictures(model, ctx, teacher, metrics, report_dir, device)
         metrics.update(_baseline_metrics(ctx))
         metrics["stage_seconds"] = time.perf_counter() - start
@@ -504,14 +508,6 @@ def _existing_teacher_stage(ctx: StageContext) -> StageResult:
         run.log_artifact(report_dir / "history.json")
         metrics["mlflow_run_id"] = run.run_id
     return _finish(ctx, "teacher", metrics, [out_dir], pictures, run.run_id, info)
-
-
-def _validation_metrics(model, val_sets: dict[str, Path], cfg, device) -> dict[str, float]:
-    """val/<set>/<metric>: the call training makes after every epoch, with the same arguments,
-    so the numbers compare with a trained teacher's."""
-    from depth_core.evaluation import evaluate_sets
-
-    return evaluate_sets(model, val_sets, cfg.batch_size, device, cfg.val_max_images, cfg.seed)
 
 
 def _describe_existing_teacher(kind: str, source: Path, model, described: dict) -> dict[str, str]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from types import ModuleType
 
+from depth_core.models.weights import IMAGENET_MEAN, IMAGENET_STD
+
 # A 4-block ViT with a 16-wide DPT head at 32 px: a real model that builds in milliseconds.
 TINY_VIT = {
     "backbone": "vit_tiny_patch16_224",
@@ -22,8 +24,13 @@ def run_command(module: ModuleType, argv: list[str]) -> int:
     return args.func(args)
 
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+# The transformer width every tiny Hugging Face model below shares (4 blocks of 32 channels).
+TINY_TRANSFORMER = {
+    "hidden_size": 32,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+}
 
 
 def _spread_weights(model, gain: float = 1.3) -> None:
@@ -59,10 +66,7 @@ def save_tiny_depth_anything(
 
     torch.manual_seed(seed)
     backbone = Dinov2Config(
-        hidden_size=32,
-        num_hidden_layers=4,
-        num_attention_heads=2,
-        intermediate_size=64,
+        **TINY_TRANSFORMER,
         patch_size=14,
         image_size=image_size,
         out_indices=[1, 2, 3, 4],
@@ -105,10 +109,7 @@ def save_tiny_dpt(folder, seed: int = 0):
 
     torch.manual_seed(seed)
     config = DPTConfig(
-        hidden_size=32,
-        num_hidden_layers=4,
-        num_attention_heads=2,
-        intermediate_size=64,
+        **TINY_TRANSFORMER,
         image_size=32,
         patch_size=16,
         backbone_out_indices=[0, 1, 2, 3],

@@ -10,8 +10,9 @@ to take four feature maps from it:
   the last four stages come from ``features_only=True`` and are already multi-scale.
 
 Pretrained weights are only ever read from local disk (``ModelConfig.pretrained``: a file, or a
-packaged source converted by ``depth_core.models.weights``) through timm's own loading path, which adapts classifier heads, position embeddings (other image
-sizes) and patch embeddings (other patch sizes) to the model being built.
+packaged source converted by ``depth_core.models.weights``) through timm's own loading path,
+which adapts classifier heads, position embeddings (other image sizes) and patch embeddings
+(other patch sizes) to the model being built.
 """
 
 from __future__ import annotations

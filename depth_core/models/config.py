@@ -42,8 +42,8 @@ class ModelConfig(BaseModel):
     ``pretrained`` is a local weights file (.safetensors, .pth or .pt, timm's layout) or a
     packaged source ``package:NAME`` (see ``depth_core.models.weights``), for the backbone only;
     weights are never downloaded. ``input_mean`` / ``input_std`` default to what the weights were
-    trained with and are stored resolved in every checkpoint. ``layer_indices`` and ``patch_size`` only apply to plain ViT
-    backbones; ``backbone_kwargs`` shrinks or reshapes any timm model (depth, width, heads).
+    trained with and are stored resolved in every checkpoint. ``layer_indices`` and
+    ``patch_size`` only apply to plain ViT backbones; ``backbone_kwargs`` shrinks or reshapes any timm model (depth, width, heads).
     """
 
     model_config = ConfigDict(extra="forbid")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -12,6 +11,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
 from depth_core.atomic_io import atomic_write
+from depth_core.file_digest import file_digest
 from depth_core.models.weights.convert import map_in_order
 from depth_core.models.weights.errors import WeightsError
 from depth_core.models.weights.sources import PACKAGE_PREFIX, PackagedSource, packaged_source
@@ -30,14 +30,6 @@ def cache_dir() -> Path:
         return Path(explicit).expanduser() / "weights"
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base).expanduser() / "depth-distill" / "weights"
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_weights_file(pretrained: str, backbone: str) -> Path:
@@ -60,7 +52,7 @@ def resolve_weights_file(pretrained: str, backbone: str) -> Path:
 def converted_weights(source: PackagedSource) -> Path:
     """The source converted into timm's layout, converting and caching it on first use."""
     original = source.locate()
-    digest = sha256_file(original)
+    digest = file_digest(original)
     target = cache_dir() / f"{source.architecture}-{digest[:16]}.safetensors"
     if _valid_cache_entry(target, digest, source.architecture):
         return target

@@ -93,6 +93,16 @@ def test_patch_size_is_rejected_for_conv_backbones():
         build_backbone(ModelConfig(backbone="resnet18", patch_size=8))
 
 
+def _save_weights(model: torch.nn.Module, path) -> str:
+    """``model``'s state dict as a weights file a user would hold (.safetensors or .pth)."""
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    if str(path).endswith(".safetensors"):
+        save_file(state, str(path))
+    else:
+        torch.save(state, path)
+    return str(path)
+
+
 def test_missing_pretrained_file_is_named(tmp_path):
     missing = tmp_path / "absent.safetensors"
     with pytest.raises(ValueError, match=r"absent.safetensors \(model.pretrained\)"):
@@ -102,13 +112,11 @@ def test_missing_pretrained_file_is_named(tmp_path):
 def test_vit_pretrained_safetensors_weights_are_loaded(tmp_path):
     torch.manual_seed(1)
     source = timm.create_model("vit_tiny_patch16_224", img_size=64, **SMALL_VIT)
-    path = tmp_path / "vit.safetensors"
-    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
     backbone = build_backbone(
         ModelConfig(
             backbone="vit_tiny_patch16_224",
             img_size=64,
-            pretrained=str(path),
+            pretrained=_save_weights(source, tmp_path / "vit.safetensors"),
             backbone_kwargs=SMALL_VIT,
         )
     )
@@ -119,13 +127,11 @@ def test_vit_pretrained_safetensors_weights_are_loaded(tmp_path):
 
 def test_vit_pretrained_at_another_resolution_resamples_position_embedding(tmp_path):
     source = timm.create_model("vit_tiny_patch16_224", **SMALL_VIT)  # 14x14 grid, as published
-    path = tmp_path / "vit224.pth"
-    torch.save(source.state_dict(), path)
     backbone = build_backbone(
         ModelConfig(
             backbone="vit_tiny_patch16_224",
             img_size=64,
-            pretrained=str(path),
+            pretrained=_save_weights(source, tmp_path / "vit224.pth"),
             backbone_kwargs=SMALL_VIT,
         )
     )
@@ -140,14 +146,11 @@ def test_dinov2_weights_from_a_local_timm_file_are_loaded(tmp_path, suffix):
     torch.manual_seed(3)
     shrink = {"depth": 4, "embed_dim": 48, "num_heads": 2}
     source = timm.create_model("vit_small_patch14_dinov2", **shrink)  # 37 x 37 grid, as published
-    path = tmp_path / f"dinov2{suffix}"
-    state = {k: v.contiguous() for k, v in source.state_dict().items()}
-    save_file(state, str(path)) if suffix == ".safetensors" else torch.save(state, path)
     backbone = build_backbone(
         ModelConfig(
             backbone="vit_small_patch14_dinov2",
             img_size=56,
-            pretrained=str(path),
+            pretrained=_save_weights(source, tmp_path / f"dinov2{suffix}"),
             backbone_kwargs=shrink,
         )
     )
@@ -162,22 +165,17 @@ def test_dinov2_weights_from_a_local_timm_file_are_loaded(tmp_path, suffix):
 def test_conv_pretrained_pth_weights_are_loaded(tmp_path):
     torch.manual_seed(2)
     source = timm.create_model("resnet18")
-    path = tmp_path / "resnet18.pth"
-    torch.save(source.state_dict(), path)
-    backbone = build_backbone(ModelConfig(backbone="resnet18", pretrained=str(path)))
+    path = _save_weights(source, tmp_path / "resnet18.pth")
+    backbone = build_backbone(ModelConfig(backbone="resnet18", pretrained=path))
     loaded = backbone.model.state_dict()
     assert torch.equal(loaded["conv1.weight"], source.conv1.weight)
     assert torch.equal(loaded["layer4.1.conv2.weight"], source.layer4[1].conv2.weight)
 
 
 def test_pretrained_weights_of_another_architecture_are_rejected(tmp_path):
-    path = tmp_path / "resnet18.safetensors"
-    save_file(
-        {k: v.contiguous() for k, v in timm.create_model("resnet18").state_dict().items()},
-        str(path),
-    )
+    path = _save_weights(timm.create_model("resnet18"), tmp_path / "resnet18.safetensors")
     with pytest.raises(ValueError, match="resnet18.safetensors"):
-        build_backbone(ModelConfig(backbone="convnext_atto", pretrained=str(path)))
+        build_backbone(ModelConfig(backbone="convnext_atto", pretrained=path))
 
 
 @pytest.mark.parametrize("name", ["corrupt.safetensors", "corrupt.pth"])
