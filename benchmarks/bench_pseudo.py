@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from depth_core.atomic_io import write_json
 from depth_core.device import device_name, pick_device
 from depth_core.models import ModelConfig, build_model
 from depth_core.pseudo_label import label_images, prepare_for_inference, resolve_inference_amp
@@ -139,17 +139,15 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "images_per_second": {k: args.images / v for k, v in seconds.items()},
-                    "auto": auto,
-                    "ratio": ratio,
-                    "ratio_vs_no_grad": ratio_no_grad,
-                    "deviation": deviation,
-                },
-                indent=2,
-            )
+        write_json(
+            args.json,
+            {
+                "images_per_second": {k: args.images / v for k, v in seconds.items()},
+                "auto": auto,
+                "ratio": ratio,
+                "ratio_vs_no_grad": ratio_no_grad,
+                "deviation": deviation,
+            },
         )
     return 0
 

@@ -16,7 +16,6 @@ picks on this device (depth_core.training.precision).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from depth_core.atomic_io import write_json
 from depth_core.device import device_name, pick_device
 from depth_core.models import ModelConfig, build_model
 from depth_core.training.config import TrainConfig
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         results["configs"][name] = rows
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        write_json(args.json, results)
     return 0
 
 

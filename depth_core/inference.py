@@ -141,7 +141,6 @@ def iterate_predictions(
     device: str | torch.device | None = None,
     flip_tta: bool = False,
     amp: str | torch.dtype | None = "fp32",
-    amp_dtype: str | torch.dtype | None = None,
     scales: Sequence[float] = (1.0,),
 ) -> Iterator[np.ndarray]:
     """Yield one float32 (H, W) disparity per uint8 (H, W, 3) image, in input order.
@@ -150,12 +149,11 @@ def iterate_predictions(
     ``scales`` > 1 entries average predictions at resized inputs (multi-scale test-time
     augmentation), with ``flip_tta`` at each.
     ``device`` moves the model there (default: where the model already is). ``amp`` is
-    "fp32", "bf16" or "fp16"; ``amp_dtype`` is an alias that wins when given. The model is in
-    eval mode while predicting and its previous mode is restored afterwards.
+    "fp32", "bf16" or "fp16". The model is in eval mode while predicting and its previous
+    mode is restored afterwards.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    precision = amp_dtype if amp_dtype is not None else amp
     scales = check_scales(scales)
     target = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(target)
@@ -166,7 +164,7 @@ def iterate_predictions(
         while window := list(islice(numbered, batch_size * WINDOW_BATCHES)):
             with torch.inference_mode():
                 predictions = _predict_window(
-                    model, window, batch_size, target, flip_tta, precision, scales
+                    model, window, batch_size, target, flip_tta, amp, scales
                 )
             yield from predictions
     finally:
@@ -180,10 +178,7 @@ def predict_disparity(
     device: str | torch.device | None = None,
     flip_tta: bool = False,
     amp: str | torch.dtype | None = "fp32",
-    amp_dtype: str | torch.dtype | None = None,
     scales: Sequence[float] = (1.0,),
 ) -> list[np.ndarray]:
     """List form of :func:`iterate_predictions`: float32 disparities at original resolutions."""
-    return list(
-        iterate_predictions(model, images, batch_size, device, flip_tta, amp, amp_dtype, scales)
-    )
+    return list(iterate_predictions(model, images, batch_size, device, flip_tta, amp, scales))

@@ -37,8 +37,8 @@ _SINGULAR_RTOL = 1e-10
 class LossTerms(BaseModel):
     """What every use of ``depth_loss`` configures: the alignment and the terms' weights.
 
-    ``LossConfig`` adds one trim fraction; the trainer's ``TrainLossConfig`` adds per-group
-    trims (ground truth vs pseudo-labels) and its regularisers instead.
+    The trainer's ``TrainLossConfig`` adds per-group trims (ground truth vs pseudo-labels) and
+    its regularisers; ``loss_kwargs`` passes only these shared knobs on.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -51,14 +51,6 @@ class LossTerms(BaseModel):
     def loss_kwargs(self) -> dict:
         """The shared keyword arguments of ``depth_loss``."""
         return {name: getattr(self, name) for name in LossTerms.model_fields}
-
-
-class LossConfig(LossTerms):
-    """Knobs of ``depth_loss``; ``depth_loss(pred, target, mask, **config.model_dump())``."""
-
-    trim: float = Field(
-        0.0, ge=0.0, lt=1.0, description="fraction of largest per-pixel losses dropped"
-    )
 
 
 # ----------------------------------------------------------------------------------------------

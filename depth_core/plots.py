@@ -6,7 +6,6 @@ a run learned anything; the Agg backend keeps them working without a display.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,17 +15,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from depth_core.atomic_io import atomic_path
 from depth_core.viz import colorize_disparity
 
 
 def _save(fig, path: Path) -> Path:
-    """Atomic PNG write: a reader never sees a half-written picture."""
+    """Atomic PNG write: a reader never sees a half-written picture; the figure is freed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as temp:
+            fig.savefig(temp, format="png", dpi=100, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -40,7 +40,7 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 def plot_loss_curve(steps: Sequence[dict[str, float]], path: Path, key: str = "train/loss") -> Path:
     """Per-step loss (raw and moving average) against the step; `steps` items hold "step" and `key`."""
-    rows = [row for row in steps if key in row and np.isfinite(row[key])]
+    rows = [row for row in steps if row.get(key) is not None and np.isfinite(row[key])]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     if rows:
         x = np.array([row["step"] for row in rows], dtype=float)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from depth_core.atomic_io import atomic_path, atomic_write
 from orchestration import layout as L
 from orchestration.config import Params
 from orchestration.files import write_json_atomic
@@ -113,7 +114,7 @@ def write_report(table: dict, out_dir: Path) -> dict:
     summary["row_prior"] = _row_prior(table)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / "ablation.json", summary)
-    (out_dir / "ablation.md").write_text(markdown_table(summary))
+    atomic_write(out_dir / "ablation.md", markdown_table(summary))
     plot_ablation(summary, out_dir / "ablation.png")
     return summary
 
@@ -176,9 +177,9 @@ def plot_ablation(summary: dict, path: Path) -> Path:
     ax.set_ylim(0.5, 1.0)
     ax.legend(fontsize=8, ncols=2)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_path(path) as temp:
+            fig.savefig(temp, format="png", dpi=110)
+    finally:
+        plt.close(fig)
     return path

@@ -1,31 +1,17 @@
-"""Small file helpers for stage outputs: atomic writes and content hashes."""
+"""Small file helpers for stage outputs: atomic JSON writes and content hashes."""
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Any
 
-from depth_core.atomic_io import atomic_write
+from depth_core.atomic_io import write_json
 from depth_core.file_digest import file_digest
 
 
-def _json_safe(value: Any) -> Any:
-    """NaN/inf are not JSON: they become null so DVC and browsers can read the file."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):
-        return _json_safe(value.item())
-    return value
-
-
 def write_json_atomic(path: Path, data: Any) -> Path:
-    return atomic_write(path, json.dumps(_json_safe(data), indent=2, sort_keys=True) + "\n")
+    """A stage's JSON output (metrics, fingerprints, tables) with sorted keys: stable DVC diffs."""
+    return write_json(path, data, sort_keys=True)
 
 
 def md5_file(path: Path) -> str:

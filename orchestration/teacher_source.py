@@ -12,10 +12,10 @@ experiment's fallback lookup all find it in one place whatever the source:
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from pathlib import Path
 
+from depth_core.atomic_io import atomic_directory, atomic_path
 from orchestration import layout as L
 from orchestration.config import TeacherParams, resolve_path
 from orchestration.files import md5_file
@@ -71,18 +71,15 @@ def install(source: Path, kind: str, out_dir: Path) -> Path:
     if kind == "checkpoint":
         target = out_dir / L.CHECKPOINT_FILE
         if not target.exists():
-            tmp = out_dir / f".{target.name}.tmp"
-            shutil.copyfile(source, tmp)
-            os.replace(tmp, target)
+            with atomic_path(target) as temp:
+                shutil.copyfile(source, temp)
         return target
     target = out_dir / TRANSFORMERS_DIR
     if not target.exists():
-        tmp = out_dir / f".{TRANSFORMERS_DIR}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        for rel in folder_files(source):
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source / rel, tmp / rel)
-        os.replace(tmp, target)
+        with atomic_directory(target) as temp:
+            for rel in folder_files(source):
+                (temp / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source / rel, temp / rel)
     return target
 
 

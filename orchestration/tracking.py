@@ -103,10 +103,6 @@ class StageRun:
         for start in range(0, len(items), 90):
             self.client.log_batch(self.run_id, params=items[start : start + 90])
 
-    def set_tags(self, tags: dict[str, str]) -> None:
-        for key, value in tags.items():
-            self.client.set_tag(self.run_id, key, str(value))
-
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         path = Path(path)
         if path.is_dir():

@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch.utils.data import IterableDataset, get_worker_info
 
 from depth_core.data.manifest import (
@@ -45,16 +44,6 @@ Transform = Callable[[Sample], Sample]
 
 class PseudoLabelMismatchError(ValueError):
     """Pseudo-label shards that do not line up with the unlabeled shards they label."""
-
-
-class StreamConfig(BaseModel):
-    """How a training stream reads its shards."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    shuffle: bool = True
-    seed: int = Field(0, ge=0)
-    shards_in_memory: int = Field(2, ge=1, description="shards held per worker = shuffle window")
 
 
 def derive_seed(*parts: int) -> int:

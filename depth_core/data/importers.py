@@ -145,11 +145,17 @@ class ImportStats:
         return asdict(self)
 
 
-class _Skip(Exception):
+class SkippedFile(Exception):
+    """A source file that cannot become a sample: `code` to count by, `reason` for a person."""
+
     def __init__(self, code: str, reason: str) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
+
+    def entry(self, file: str) -> dict[str, str]:
+        """The skip list's record of `file` (as in summary.json)."""
+        return _skip_entry(file, self.code, self.reason)
 
 
 def _skip_entry(file: str, code: str, reason: str) -> dict[str, str]:
@@ -270,41 +276,45 @@ def scan_images(src: Path, config: ImageImportConfig) -> list[Path]:
 def read_rgbd_pair(
     image_path: Path, depth_path: Path, config: RGBDImportConfig
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One RGB image and its depth map under `config`'s conventions: (image, depth, mask).
+    """One usable RGB-D pair at its original resolution: (image, depth, mask).
 
-    Raises ImageReadError naming the file that cannot be read.
+    Depth follows `config`'s conventions (scale, disparity, valid range). Raises SkippedFile
+    with code `unreadable`, `size_mismatch` or `no_valid_depth` for a pair that cannot be used.
     """
-    image = read_image(image_path, apply_exif=False)
-    depth, mask = read_depth(
-        depth_path,
-        scale=config.depth_scale,
-        is_disparity=config.is_disparity,
-        min_depth=config.min_depth,
-        max_depth=config.max_depth,
-    )
+    try:
+        image = read_image(image_path, apply_exif=False)
+        depth, mask = read_depth(
+            depth_path,
+            scale=config.depth_scale,
+            is_disparity=config.is_disparity,
+            min_depth=config.min_depth,
+            max_depth=config.max_depth,
+        )
+    except ImageReadError as exc:
+        raise SkippedFile("unreadable", str(exc)) from exc
+    if image.shape[:2] != depth.shape:
+        raise SkippedFile(
+            "size_mismatch",
+            f"image is {image.shape[1]}x{image.shape[0]} but depth map {depth_path.name} is "
+            f"{depth.shape[1]}x{depth.shape[0]}",
+        )
+    if not mask.any():
+        raise SkippedFile(
+            "no_valid_depth", "no valid depth pixel (all 0, NaN, inf or out of range)"
+        )
     return image, depth, mask
 
 
 def _load_pair(
     image_path: Path, depth_path: Path, config: RGBDImportConfig
 ) -> dict[str, np.ndarray]:
-    try:
-        image, depth, mask = read_rgbd_pair(image_path, depth_path, config)
-    except ImageReadError as exc:
-        raise _Skip("unreadable", str(exc)) from exc
-    if image.shape[:2] != depth.shape:
-        raise _Skip(
-            "size_mismatch",
-            f"image is {image.shape[1]}x{image.shape[0]} but depth map {depth_path.name} is "
-            f"{depth.shape[1]}x{depth.shape[0]}",
-        )
-    if not mask.any():
-        raise _Skip("no_valid_depth", "no valid depth pixel (all 0, NaN, inf or out of range)")
+    """A usable pair fitted to the dataset's resolution, with enough valid depth left."""
+    image, depth, mask = read_rgbd_pair(image_path, depth_path, config)
     image = fit_image(image, config.height, config.width)
     depth, mask = fit_depth(depth, mask, config.height, config.width, method=config.depth_resize)
     fraction = float(mask.mean())
     if fraction == 0.0 or fraction < config.min_valid_fraction:
-        raise _Skip(
+        raise SkippedFile(
             "low_valid_fraction",
             f"valid depth fraction after resizing is {fraction:.4f} (minimum {config.min_valid_fraction})",
         )
@@ -365,8 +375,8 @@ def _build_partial(
         name = (item[0] if isinstance(item, tuple) else item).relative_to(src).as_posix()
         try:
             sample = load(item)
-        except _Skip as skip:
-            skipped.append(_skip_entry(name, skip.code, skip.reason))
+        except SkippedFile as skip:
+            skipped.append(skip.entry(name))
             continue
         except MemoryError:
             raise
@@ -550,7 +560,7 @@ def import_image_folder(
         try:
             image = read_image(path, apply_exif=config.apply_exif)
         except ImageReadError as exc:
-            raise _Skip("unreadable", str(exc)) from exc
+            raise SkippedFile("unreadable", str(exc)) from exc
         source = path.relative_to(src).as_posix()
         return {
             "id": source,

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from depth_core.atomic_io import atomic_write
+from depth_core.atomic_io import atomic_write, write_json
 from depth_core.data.shards import list_shards, read_shard, shard_index, shard_keys
 
 MANIFEST_NAME = "manifest.parquet"
@@ -135,22 +135,9 @@ def read_manifest(dataset_dir: str | Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    raise TypeError(f"cannot write {type(value).__name__} to summary.json")
-
-
 def write_summary(dataset_dir: str | Path, summary: Mapping[str, Any]) -> Path:
     """Write summary.json atomically; its presence marks the dataset complete."""
-    payload = json.dumps(summary, indent=2, default=_json_default, allow_nan=False) + "\n"
-    return atomic_write(Path(dataset_dir) / SUMMARY_NAME, payload)
+    return write_json(Path(dataset_dir) / SUMMARY_NAME, summary)
 
 
 def read_summary(dataset_dir: str | Path) -> dict[str, Any]:

@@ -8,13 +8,12 @@ with the sample id on top. Samples are spread evenly over the whole dataset.
 from __future__ import annotations
 
 import math
-import os
-import uuid
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from depth_core.atomic_io import atomic_path
 from depth_core.data.manifest import dataset_kind, read_summary
 from depth_core.data.shards import list_shards, read_shard, shard_keys
 from depth_core.viz import colorize_depth, colorize_disparity
@@ -134,12 +133,6 @@ def contact_sheet(
             )
             sheet.paste(tile, (x0 + j * (panel_w + _GAP), y0 + _LABEL_HEIGHT))
     out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    temp = out_png.with_name(f".{out_png.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with atomic_path(out_png) as temp:
         sheet.save(temp, format="PNG")
-        os.replace(temp, out_png)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
     return out_png

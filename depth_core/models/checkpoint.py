@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from pydantic import ValidationError
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from depth_core.atomic_io import atomic_path, json_text
 from depth_core.models.config import LEGACY_OUTPUT_ACTIVATION, ModelConfig
 from depth_core.models.depth_model import DepthModel, build_model
 from depth_core.models.weights import IMAGENET_MEAN, IMAGENET_STD
@@ -47,7 +47,7 @@ def save_checkpoint(
             f"save_checkpoint needs a DepthModel with a ModelConfig, got {type(model).__name__}"
         )
     try:
-        metadata_json = json.dumps(metadata or {}, sort_keys=True, allow_nan=False)
+        metadata_json = json_text(metadata or {}, indent=None, sort_keys=True)
     except (TypeError, ValueError) as error:
         raise ValueError(
             f"checkpoint metadata for {path} is not JSON-serialisable: {error}"
@@ -61,15 +61,8 @@ def save_checkpoint(
     tensors = {
         name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp_name, metadata=header)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temp:
+        save_file(tensors, str(temp), metadata=header)
     return path
 
 

@@ -12,7 +12,6 @@ train_state.pt holds only tensors, numbers, strings and containers, so it loads 
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -20,16 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from depth_core.atomic_io import atomic_path
 from depth_core.models import CheckpointError, load_checkpoint, save_checkpoint
 
 STATE_FILE = "train_state.pt"
 FORMAT_VERSION = 1
-
-
-def _fsync_replace(tmp: Path, final: Path) -> None:
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, final)
 
 
 def capture_rng() -> dict[str, Any]:
@@ -83,14 +77,11 @@ def save_train_state(
     directory.mkdir(parents=True, exist_ok=True)
     step = int(state["step"])
     model_name = f"model-step{step:08d}.safetensors"
-    model_tmp = directory / f".{model_name}.tmp"
-    save_checkpoint(model_tmp, model, metadata={"step": str(step)})
-    _fsync_replace(model_tmp, directory / model_name)
+    save_checkpoint(directory / model_name, model, metadata={"step": str(step)})
 
     payload = dict(state, format=FORMAT_VERSION, model_file=model_name, rng=capture_rng())
-    state_tmp = directory / f".{STATE_FILE}.tmp"
-    torch.save(payload, state_tmp)
-    _fsync_replace(state_tmp, directory / STATE_FILE)
+    with atomic_path(directory / STATE_FILE) as temp:
+        torch.save(payload, temp)
 
     for old in directory.glob("model-step*.safetensors"):
         if old.name != model_name:

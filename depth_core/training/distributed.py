@@ -100,14 +100,6 @@ def min_across_ranks(values: list[int], ctx: DistContext, device: torch.device) 
     return [int(v) for v in tensor.tolist()]
 
 
-def sum_across_ranks(value: float, ctx: DistContext, device: torch.device) -> float:
-    if not ctx.enabled:
-        return value
-    tensor = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(tensor)
-    return float(tensor.item())
-
-
 def broadcast_object(obj, ctx: DistContext):
     """Rank 0's value on every rank (e.g. the resume decision, so all ranks agree)."""
     if not ctx.enabled:

@@ -22,7 +22,6 @@ Every file is written atomically.
 from __future__ import annotations
 
 import io
-import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,7 +30,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from depth_core.atomic_io import atomic_write
+from depth_core.atomic_io import atomic_write, write_json
 from depth_core.voting.da2k import pairs_to_annotations, write_annotations
 from depth_core.voting.disagreement import disagreement_map, disagreement_to_rgb
 from depth_core.voting.pairs import (
@@ -293,9 +292,9 @@ def run_agreement(
         out / PAIRS_FILE, _pairs_table(ids, pairs, names, votes, consistent, majority, gt)
     )
     write_annotations(out / REVIEW_FILE, review)
-    atomic_write(out / REVIEW_META_FILE, json.dumps(review_meta, indent=2) + "\n")
+    write_json(out / REVIEW_META_FILE, review_meta)
     write_annotations(out / AUTO_LABELS_FILE, auto)
-    atomic_write(out / METRICS_FILE, json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+    write_json(out / METRICS_FILE, metrics)
 
     dmap_rgb = [disagreement_to_rgb(d, config.disagreement_vmax) for d in dmaps]
     if config.save_disagreement_maps:

@@ -1,8 +1,8 @@
 """`depth-distill evaluate`: metrics of one or more checkpoints on RGB-D ground truth.
 
 `--data` is either a folder of RGB images paired with depth maps (the importer's conventions:
-pairing by file name, `--depth-scale` for 16-bit PNGs, `--disparity` for disparity maps) or a
-sharded dataset directory. Folder images are evaluated at their original resolution. Every
+pairing by file name, `--depth-scale` for 16-bit PNGs, `--disparity` for disparity maps; the
+pairs it would skip are skipped with its codes) or a sharded dataset directory. Folder images are evaluated at their original resolution. Every
 model is scored on the same images and the same point pairs as the trivial row-prior baseline
 ("lower in the image is nearer"); the result is printed as a table and optionally saved as JSON.
 A checkpoint is a depth-distill .safetensors file or a local Hugging Face depth-estimation folder
@@ -12,7 +12,6 @@ A checkpoint is a depth-distill .safetensors file or a local Hugging Face depth-
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -20,10 +19,11 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from depth_core.data.image_io import ImageReadError
+from depth_core.atomic_io import write_json
 from depth_core.data.importers import (
     DatasetImportError,
     RGBDImportConfig,
+    SkippedFile,
     read_rgbd_pair,
     scan_rgbd_pairs,
 )
@@ -85,6 +85,23 @@ def _named_checkpoints(entries: list[str]) -> dict[str, Path]:
     return named
 
 
+def _read_usable_pairs(
+    pairs: list[tuple[Path, Path]], data: Path, config: RGBDImportConfig, skipped: list
+) -> tuple[list, list, list]:
+    """Images, depths and masks of the pairs the importer would accept; the rest to `skipped`."""
+    images, depths, masks = [], [], []
+    for image_path, depth_path in pairs:
+        try:
+            image, depth, mask = read_rgbd_pair(image_path, depth_path, config)
+        except SkippedFile as skip:
+            skipped.append(skip.entry(image_path.relative_to(data).as_posix()))
+            continue
+        images.append(image)
+        depths.append(depth)
+        masks.append(mask)
+    return images, depths, masks
+
+
 def evaluate_folder(
     models: dict[str, Any], data: Path, config: RGBDImportConfig, args
 ) -> dict[str, Any]:
@@ -95,38 +112,8 @@ def evaluate_folder(
     amp = resolve_inference_amp(args.amp, device)
     bar = tqdm(total=len(pairs), unit="img", desc="evaluate", disable=args.quiet)
     for start in range(0, len(pairs), CHUNK):
-        images, depths, masks = [], [], []
-        for image_path, depth_path in pairs[start : start + CHUNK]:
-            try:
-                image, depth, mask = read_rgbd_pair(image_path, depth_path, config)
-            except ImageReadError as exc:
-                skipped.append(
-                    {
-                        "file": image_path.relative_to(data).as_posix(),
-                        "code": "unreadable",
-                        "reason": str(exc),
-                    }
-                )
-                continue
-            if image.shape[:2] != depth.shape or not mask.any():
-                reason = (
-                    "no valid depth pixel"
-                    if image.shape[:2] == depth.shape
-                    else (
-                        f"image {image.shape[1]}x{image.shape[0]} vs depth {depth.shape[1]}x{depth.shape[0]}"
-                    )
-                )
-                skipped.append(
-                    {
-                        "file": image_path.relative_to(data).as_posix(),
-                        "code": "unusable",
-                        "reason": reason,
-                    }
-                )
-                continue
-            images.append(image)
-            depths.append(depth)
-            masks.append(mask)
+        chunk = pairs[start : start + CHUNK]
+        images, depths, masks = _read_usable_pairs(chunk, data, config, skipped)
         for name, model in models.items():
             predictions = predict_disparity(
                 model,
@@ -140,7 +127,7 @@ def evaluate_folder(
                 scores[name].add(pred, depth, mask)
         for depth, mask in zip(depths, masks):
             scores[BASELINE].add(row_prior_disparity(*depth.shape).numpy(), depth, mask)
-        bar.update(len(pairs[start : start + CHUNK]))
+        bar.update(len(chunk))
     bar.close()
     if not scores[BASELINE].per_image:
         raise DatasetImportError(f"no usable RGB-D pair in {data} ({len(skipped)} files skipped)")
@@ -211,10 +198,7 @@ def run(args: argparse.Namespace) -> int:
     if report["skipped"]:
         print(f"skipped {len(report['skipped'])} file(s):")
         for entry in report["skipped"]:
-            print(f"  {entry['file']}: {entry['reason']}")
+            print(f"  {entry['file']}: {entry['reason']} [{entry['code']}]")
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2, allow_nan=True) + "\n")
-        print(f"wrote {out}")
+        print(f"wrote {write_json(Path(args.json), report)}")
     return 0

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from depth_core.losses import (
-    LossConfig,
+    LossTerms,
     align_lstsq,
     depth_loss,
     gradient_matching_loss,
@@ -444,11 +444,18 @@ def test_bad_shapes_and_mask_dtype_are_reported():
         ssi_loss(pred, target, mask.float())
 
 
-def test_loss_config_rejects_unknown_keys_and_feeds_depth_loss():
+def test_loss_terms_reject_unknown_keys_and_feed_depth_loss():
     with pytest.raises(ValueError, match="extra"):
-        LossConfig(methd="median")
-    config = LossConfig(method="median", trim=0.1)
+        LossTerms(methd="median")
+
+    class WithRegulariser(LossTerms):  # how the trainer's config extends the shared knobs
+        weight_decay: float = 0.1
+
+    terms = WithRegulariser(method="median", alpha=0.5, scales=2, reduction="image")
+    assert set(terms.loss_kwargs()) == {"method", "alpha", "scales", "reduction"}
     pred, target, mask = random_batch(14)
-    assert depth_loss(pred, target, mask, **config.model_dump()).item() == pytest.approx(
-        depth_loss(pred, target, mask, method="median", trim=0.1).item()
+    assert depth_loss(pred, target, mask, **terms.loss_kwargs(), trim=0.1).item() == pytest.approx(
+        depth_loss(
+            pred, target, mask, method="median", alpha=0.5, scales=2, reduction="image", trim=0.1
+        ).item()
     )

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 from PIL import Image
 
 from depth_core.plots import plot_depth_samples, plot_epoch_metrics, plot_loss_curve
@@ -26,6 +30,27 @@ def test_loss_curve_draws_the_losses(tmp_path):
 
 def test_loss_curve_without_steps_still_writes(tmp_path):
     assert _png(plot_loss_curve([], tmp_path / "empty.png")).size > 0
+
+
+def test_loss_curve_skips_null_losses_read_back_from_json(tmp_path):
+    steps = [{"step": 0, "train/loss": None}, {"step": 1, "train/loss": 0.5}]
+    assert _png(plot_loss_curve(steps, tmp_path / "nulls.png")).size > 0
+
+
+def test_a_failed_save_keeps_the_old_picture_and_closes_the_figure(tmp_path, monkeypatch):
+    out = plot_loss_curve([], tmp_path / "loss.png")
+    before = out.read_bytes()
+
+    def crash(self, fname, **kwargs):
+        Path(fname).write_bytes(b"half a png")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Figure, "savefig", crash)
+    with pytest.raises(OSError, match="disk full"):
+        plot_loss_curve([{"step": 0, "train/loss": 1.0}], out)
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["loss.png"]
+    assert plt.get_fignums() == []
 
 
 def test_epoch_metrics_one_panel_per_metric(tmp_path):

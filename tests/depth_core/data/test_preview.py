@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -76,3 +78,20 @@ def test_pseudo_sheet_finds_the_unlabeled_set_its_summary_records(tmp_path):
     )
     is_green = (sheet[..., 1] == 255) & (sheet[..., 0] == 0) & (sheet[..., 2] == 0)
     assert 0.25 < is_green.mean() < 0.5
+
+
+def test_a_failed_save_keeps_the_old_sheet_and_no_temp_file(tmp_path, monkeypatch):
+    dataset = _build(tmp_path, "labeled")
+    sheets = tmp_path / "sheets"
+    out = contact_sheet(dataset, sheets / "labeled.png", n=2)
+    before = out.read_bytes()
+
+    def crash(self, fp, format=None, **params):
+        Path(fp).write_bytes(b"half a png")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Image.Image, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        contact_sheet(dataset, out, n=4)
+    assert out.read_bytes() == before
+    assert [p.name for p in sheets.iterdir()] == ["labeled.png"]

@@ -3,6 +3,7 @@ import os
 import numpy as np
 import pytest
 
+from depth_core import atomic_io
 from depth_core.data import shards as shards_module
 from depth_core.data.shards import (
     ShardError,
@@ -61,10 +62,24 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(shards_module.os, "replace", broken_replace)
+    monkeypatch.setattr(atomic_io.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         write_shard(shard_path(tmp_path, 0), _arrays(0, 2))
     assert os.listdir(tmp_path / "shards") == []
+
+
+def test_write_failing_midway_keeps_the_complete_shard(tmp_path, monkeypatch):
+    path = write_shard(shard_path(tmp_path, 0), _arrays(0, 2))
+
+    def half_written(handle, **arrays):
+        handle.write(b"PK\x03\x04 half")
+        raise OSError("killed")
+
+    monkeypatch.setattr(shards_module.np, "savez", half_written)
+    with pytest.raises(OSError, match="killed"):
+        write_shard(path, _arrays(5, 2))
+    assert read_shard(path)["id"].tolist() == ["s0000", "s0001"]
+    assert os.listdir(tmp_path / "shards") == [path.name]
 
 
 def test_read_shard_errors_name_the_file(tmp_path):

@@ -1,9 +1,11 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
+from depth_core.models import checkpoint as checkpoint_module
 from depth_core.models.checkpoint import (
     CONFIG_KEY,
     CheckpointError,
@@ -78,8 +80,27 @@ def test_overwrite_is_atomic_replacement(tmp_path, model):
 def test_unserialisable_metadata_is_rejected_before_writing(tmp_path, model):
     path = tmp_path / "m.safetensors"
     with pytest.raises(ValueError, match="metadata"):
-        save_checkpoint(path, model, {"tensor": torch.zeros(1)})
+        save_checkpoint(path, model, {"handle": object()})
     assert not path.exists()
+
+
+def test_non_finite_metadata_is_stored_as_null(tmp_path, model):
+    path = save_checkpoint(tmp_path / "m.safetensors", model, {"abs_rel": float("nan")})
+    assert read_checkpoint_metadata(path) == {"abs_rel": None}
+
+
+def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, model, monkeypatch):
+    path = save_checkpoint(tmp_path / "m.safetensors", model, {"version": 1})
+
+    def crash(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"half a safetensors file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint_module, "save_file", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, model, {"version": 2})
+    assert read_checkpoint_metadata(path) == {"version": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
 
 
 def test_missing_file(tmp_path):

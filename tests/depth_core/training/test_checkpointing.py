@@ -61,6 +61,25 @@ def test_newer_checkpoint_replaces_older_model_file(tmp_path, tiny_vit):
     assert load_train_state(tmp_path)[0]["step"] == 2
 
 
+def test_a_crash_while_writing_the_state_keeps_the_previous_checkpoint(
+    tmp_path, tiny_vit, monkeypatch
+):
+    model = build_model(ModelConfig(**tiny_vit))
+    save_train_state(tmp_path, model, {"step": 1})
+
+    def crash(payload, path):
+        Path(path).write_bytes(b"half a state file")
+        raise OSError("killed")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError, match="killed"):
+        save_train_state(tmp_path, model, {"step": 2})
+    monkeypatch.undo()
+    state, _ = load_train_state(tmp_path)
+    assert state["step"] == 1 and (tmp_path / state["model_file"]).is_file()
+    assert not list(tmp_path.glob(".*tmp"))
+
+
 def test_missing_and_corrupt_state(tmp_path, tiny_vit):
     assert load_train_state(tmp_path) is None
     (tmp_path / STATE_FILE).write_bytes(b"not a torch file")

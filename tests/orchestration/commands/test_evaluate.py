@@ -90,11 +90,12 @@ def test_folder_table_and_json(checkpoints, rgbd_folder, tmp_path, capsys):
             "inverted_fraction",
             "n_images",
         }
-    assert {entry["file"].split("/")[-1] for entry in report["skipped"]} == {
-        "lonely.png",
-        "small.png",
+    assert {entry["file"]: entry["code"] for entry in report["skipped"]} == {
+        "lonely.png": "no_depth",
+        "small.png": "size_mismatch",  # the importer's codes
     }
     table = capsys.readouterr().out
+    assert "small.png: image is 10x10 but depth map small_depth.png is 12x12" in table
     assert "teacher" in table and command.BASELINE in table and "pair_accuracy" in table
 
 
