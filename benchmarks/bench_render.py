@@ -16,7 +16,7 @@ import argparse
 import multiprocessing as mp
 import time
 
-from depth_core.data.render import RenderConfig, render_batch, render_shard
+from depth_core.synth.render import RenderConfig, render_batch, render_shard
 
 
 def _time_in_process(config: RenderConfig, count: int, repeats: int, threads: int) -> float:

@@ -22,9 +22,9 @@ from pydantic import (
 )
 
 from depth_core.data.importers import ImageImportConfig, RGBDImportConfig
-from depth_core.data.render import RenderConfig
 from depth_core.inference import check_scales
 from depth_core.models import CheckpointError, check_model_path
+from depth_core.synth.render import RenderConfig
 from depth_core.training.config import TrainConfig
 from depth_core.voting.pairs import PairConfig
 

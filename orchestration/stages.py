@@ -146,8 +146,8 @@ def _render_dataset(
     workers: int,
 ) -> dict:
     from depth_core.data.manifest import write_dataset_metadata
-    from depth_core.data.render import ShardRenderer
     from depth_core.data.shards import build_sharded
+    from depth_core.synth.render import ShardRenderer
 
     stats = build_sharded(
         out_dir,

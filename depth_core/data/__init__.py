@@ -1,1 +1,2 @@
-"""Datasets: procedural rendering, importers, shards, streaming."""
+"""Datasets on disk: shards and manifests, importers of user folders, image IO, previews, and
+the streaming datasets (with their augmentation) that training reads."""

@@ -25,22 +25,25 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from depth_core.data import raycast, shading
-from depth_core.data.camera_effects import (
+from depth_core.synth import raycast, shading
+from depth_core.synth.camera_effects import (
     CameraEffectsConfig,
     EffectDraw,
     apply_sensor_effects,
     jpeg_roundtrip,
     sample_effects,
 )
-from depth_core.data.scenes import (
+from depth_core.synth.scenes import (
     MATERIAL_FIELDS,
+    Atmosphere,
     Camera,
+    Environment,
+    Lighting,
     Scene,
     SceneStatistics,
     sample_scene,
 )
-from depth_core.data.textures import TextureBank, build_texture_bank, intra_op_threads
+from depth_core.synth.textures import TextureBank, build_texture_bank, intra_op_threads
 
 Domain = Literal["synthetic", "target"]
 
@@ -189,6 +192,9 @@ _KINDS = {
     "cylinder": raycast.KIND_CYLINDER,
 }
 
+# SceneTensors fields that are not float32; the rest are
+_FIELD_DTYPES = {"open_faces": torch.bool, "light_is_sun": torch.bool, "cloud_tile": torch.int64}
+
 
 def pack_scenes(
     scenes: list[Scene],
@@ -203,38 +209,59 @@ def pack_scenes(
             f"need as many cameras as scenes (>= 1), got {len(scenes)} and {len(cameras)}"
         )
     slots = max(1, max(len(s.primitives) for s in scenes))
-    batch = len(scenes)
-    kind = np.full((batch, slots), -1, np.int64)
-    center = np.zeros((batch, slots, 3), np.float32)
-    size = np.ones((batch, slots, 3), np.float32)
-    rotation = np.tile(np.eye(3, dtype=np.float32), (batch, slots, 1, 1))
-    materials = np.zeros((batch, slots + 7, len(MATERIAL_FIELDS)), np.float32)
-    rows: dict[str, list] = {
-        k: []
-        for k in (
-            "lower",
-            "upper",
-            "open",
-            "strip",
-            "sun",
-            "vector",
-            "color",
-            "falloff",
-            "amb_sky",
-            "amb_ground",
-            "zenith",
-            "horizon",
-            "fog",
-            "clouds",
-            "cloud_tile",
-            "cloud_scale",
-            "origin",
-            "basis",
-            "focal",
-            "center",
-        )
-    }
+    surfaces = _PaddedSurfaces.empty(len(scenes), slots)
+    rows = []
     for i, (scene, camera) in enumerate(zip(scenes, cameras)):
+        surfaces.add_scene(i, scene)
+        rows.append(
+            {
+                **_environment_row(scene.environment),
+                **_lighting_row(scene.lighting),
+                **_atmosphere_row(scene.atmosphere),
+                **_camera_row(i, camera, scene.environment, height, width),
+            }
+        )
+
+    def tensor(values, dtype=torch.float32) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(values), dtype=dtype).to(device)
+
+    columns = {
+        name: tensor([row[name] for row in rows], _FIELD_DTYPES.get(name, torch.float32))
+        for name in rows[0]
+    }
+    prims = raycast.PrimitiveTensors(
+        kind=tensor(surfaces.kind, torch.int64),
+        center=tensor(surfaces.center),
+        rotation=tensor(surfaces.rotation),
+        size=tensor(surfaces.size),
+    )
+    return SceneTensors(prims=prims, materials=tensor(surfaces.materials), **columns)
+
+
+@dataclass
+class _PaddedSurfaces:
+    """The primitives of a batch padded to `slots` per image (kind -1: empty slot) and the
+    material rows of every surface: the primitives, then 6 environment faces and the strip."""
+
+    kind: np.ndarray  # (B, slots) int64
+    center: np.ndarray  # (B, slots, 3)
+    size: np.ndarray  # (B, slots, 3)
+    rotation: np.ndarray  # (B, slots, 3, 3)
+    materials: np.ndarray  # (B, slots + 7, len(MATERIAL_FIELDS))
+
+    @classmethod
+    def empty(cls, batch: int, slots: int) -> _PaddedSurfaces:
+        return cls(
+            kind=np.full((batch, slots), -1, np.int64),
+            center=np.zeros((batch, slots, 3), np.float32),
+            size=np.ones((batch, slots, 3), np.float32),
+            rotation=np.tile(np.eye(3, dtype=np.float32), (batch, slots, 1, 1)),
+            materials=np.zeros((batch, slots + 7, len(MATERIAL_FIELDS)), np.float32),
+        )
+
+    def add_scene(self, i: int, scene: Scene) -> None:
+        """Fill image `i`'s rows, checking its primitives and environment."""
+        slots = self.kind.shape[1]
         for j, prim in enumerate(scene.primitives):
             if prim.kind not in _KINDS:
                 raise ValueError(
@@ -244,83 +271,71 @@ def pack_scenes(
                 raise ValueError(
                     f"scene {i} primitive {j}: sizes must be positive, got {prim.size}"
                 )
-            kind[i, j] = _KINDS[prim.kind]
-            center[i, j] = prim.center
-            size[i, j] = prim.size
-            rotation[i, j] = prim.rotation
-            materials[i, j] = prim.material.packed()
+            self.kind[i, j] = _KINDS[prim.kind]
+            self.center[i, j] = prim.center
+            self.size[i, j] = prim.size
+            self.rotation[i, j] = prim.rotation
+            self.materials[i, j] = prim.material.packed()
         env = scene.environment
         if len(env.materials) != 6 or len(env.open_faces) != 6:
             raise ValueError(f"scene {i}: the environment needs 6 face materials and 6 open flags")
         for f, material in enumerate(env.materials):
-            materials[i, slots + f] = material.packed()
-        materials[i, slots + 6] = env.strip_material.packed()
-        rows["lower"].append(env.lower)
-        rows["upper"].append(env.upper)
-        rows["open"].append(env.open_faces)
-        rows["strip"].append(env.strip if env.strip is not None else (1.0, -1.0))
-        light = scene.lighting
-        rows["sun"].append(light.sun_direction is not None)
-        vector = light.sun_direction if light.sun_direction is not None else light.position
-        if light.sun_direction is not None:
-            vector = np.asarray(vector, np.float32) / max(float(np.linalg.norm(vector)), 1e-9)
-        rows["vector"].append(vector)
-        rows["color"].append(light.color)
-        rows["falloff"].append(light.falloff)
-        rows["amb_sky"].append(light.ambient_sky)
-        rows["amb_ground"].append(light.ambient_ground)
-        sky = scene.atmosphere
-        rows["zenith"].append(sky.zenith)
-        rows["horizon"].append(sky.horizon)
-        rows["fog"].append(sky.fog_distance)
-        rows["clouds"].append(sky.clouds)
-        rows["cloud_tile"].append(sky.cloud_tile)
-        rows["cloud_scale"].append(sky.cloud_scale)
-        position = np.asarray(camera.position, np.float32)
-        if not (np.all(position > env.lower) and np.all(position < env.upper)):
-            raise ValueError(
-                f"scene {i}: the camera at {position.tolist()} must be inside the environment box "
-                f"{np.asarray(env.lower).tolist()} .. {np.asarray(env.upper).tolist()}"
-            )
-        fx, fy, cx, cy = camera.intrinsics(height, width)
-        rows["origin"].append(camera.position)
-        rows["basis"].append(camera.basis())
-        rows["focal"].append((fx, fy))
-        rows["center"].append((cx, cy))
+            self.materials[i, slots + f] = material.packed()
+        self.materials[i, slots + 6] = env.strip_material.packed()
 
-    def tensor(values, dtype=torch.float32) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(values), dtype=dtype).to(device)
 
-    prims = raycast.PrimitiveTensors(
-        kind=tensor(kind, torch.int64),
-        center=tensor(center),
-        rotation=tensor(rotation),
-        size=tensor(size),
-    )
-    return SceneTensors(
-        prims=prims,
-        materials=tensor(materials),
-        lower=tensor(rows["lower"]),
-        upper=tensor(rows["upper"]),
-        open_faces=tensor(rows["open"], torch.bool),
-        strip=tensor(rows["strip"]),
-        light_is_sun=tensor(rows["sun"], torch.bool),
-        light_vector=tensor(rows["vector"]),
-        light_color=tensor(rows["color"]),
-        falloff=tensor(rows["falloff"]),
-        ambient_sky=tensor(rows["amb_sky"]),
-        ambient_ground=tensor(rows["amb_ground"]),
-        zenith=tensor(rows["zenith"]),
-        horizon=tensor(rows["horizon"]),
-        fog_distance=tensor(rows["fog"]),
-        clouds=tensor(rows["clouds"]),
-        cloud_tile=tensor(rows["cloud_tile"], torch.int64),
-        cloud_scale=tensor(rows["cloud_scale"]),
-        origin=tensor(rows["origin"]),
-        basis=tensor(rows["basis"]),
-        focal=tensor(rows["focal"]),
-        center=tensor(rows["center"]),
-    )
+def _environment_row(env: Environment) -> dict:
+    return {
+        "lower": env.lower,
+        "upper": env.upper,
+        "open_faces": env.open_faces,
+        "strip": env.strip if env.strip is not None else (1.0, -1.0),  # x0 > x1: no strip
+    }
+
+
+def _lighting_row(light: Lighting) -> dict:
+    """The light as packed: a unit vector towards the sun, or the point light's position."""
+    is_sun = light.sun_direction is not None
+    vector = light.sun_direction if is_sun else light.position
+    if is_sun:
+        vector = np.asarray(vector, np.float32) / max(float(np.linalg.norm(vector)), 1e-9)
+    return {
+        "light_is_sun": is_sun,
+        "light_vector": vector,
+        "light_color": light.color,
+        "falloff": light.falloff,
+        "ambient_sky": light.ambient_sky,
+        "ambient_ground": light.ambient_ground,
+    }
+
+
+def _atmosphere_row(sky: Atmosphere) -> dict:
+    return {
+        "zenith": sky.zenith,
+        "horizon": sky.horizon,
+        "fog_distance": sky.fog_distance,
+        "clouds": sky.clouds,
+        "cloud_tile": sky.cloud_tile,
+        "cloud_scale": sky.cloud_scale,
+    }
+
+
+def _camera_row(i: int, camera: Camera, env: Environment, height: int, width: int) -> dict:
+    """The camera's pose and pixel intrinsics; it must sit inside the environment box, where
+    every ray has an exit face."""
+    position = np.asarray(camera.position, np.float32)
+    if not (np.all(position > env.lower) and np.all(position < env.upper)):
+        raise ValueError(
+            f"scene {i}: the camera at {position.tolist()} must be inside the environment box "
+            f"{np.asarray(env.lower).tolist()} .. {np.asarray(env.upper).tolist()}"
+        )
+    fx, fy, cx, cy = camera.intrinsics(height, width)
+    return {
+        "origin": camera.position,
+        "basis": camera.basis(),
+        "focal": (fx, fy),
+        "center": (cx, cy),
+    }
 
 
 # --------------------------------------------------------------------------- tracing
@@ -391,129 +406,233 @@ def trace(
     invalid, the validity mask (B, P) bool and the visible surface id (B, P) (primitive slot,
     or slots + face for the environment, -1 for sky), all in tile-major pixel order (see
     `raycast.untile`)."""
-    lt, le, gt, blend = raycast.lt, raycast.le, raycast.gt, raycast.blend
-    prims = batch.prims
-    slots = prims.slots
-    origin = batch.origin.unsqueeze(-1)  # (B, 3, 1)
+    hits = _camera_hits(batch, height, width, max_depth)
+    frame = _surface_frame(batch.prims, hits)
+    surface_id = _surface_ids(batch, hits)
+    material = dict(zip(MATERIAL_FIELDS, _per_pixel(batch.materials, surface_id.long())))
+    pixel_angle = 1.0 / batch.focal[:, :1]
+    albedo = _albedo(material, hits, frame, pixel_angle, bank)
+    light = _light_paths(batch, hits, frame.normal)
+    radiance = _shade(batch, hits, frame.normal, albedo, material, light)
+    radiance = _composite_sky(batch, hits, radiance, light.sun, pixel_angle, bank)
+    surface_id = surface_id * (1.0 - hits.sky) - hits.sky
+    return radiance, hits.depth, hits.valid > 0.5, surface_id
+
+
+@dataclass
+class _CameraHits:
+    """Where the camera rays of a batch end. Masks are float 0/1; pixels in tile-major order."""
+
+    directions: torch.Tensor  # (B, 3, P) unit
+    env: raycast.EnvironmentHit  # where each ray leaves the environment box
+    slot: torch.Tensor  # (B, P) long: nearest primitive, -1 for none
+    obj: torch.Tensor  # (B, P): a primitive is nearer than the environment
+    sky: torch.Tensor  # (B, P): the ray leaves through an open face
+    t: torch.Tensor  # (B, P) distance to the visible surface (clamped on sky rays)
+    points: torch.Tensor  # (B, 3, P) the visible surface points
+    depth: torch.Tensor  # (B, P) z-depth, 0 where invalid
+    valid: torch.Tensor  # (B, P): not sky and not beyond max_depth
+
+
+def _camera_hits(batch: SceneTensors, height: int, width: int, max_depth: float) -> _CameraHits:
+    """Cast the primary rays: the nearest primitive or environment face each pixel sees."""
+    origin = batch.origin.unsqueeze(-1)
     directions, zscale = raycast.camera_rays(batch.basis, batch.focal, batch.center, height, width)
-    n_images, n_pixels = zscale.shape
     env = raycast.environment_hits(origin, directions, batch.lower, batch.upper)
     bundles = raycast.camera_bundles(
         batch.origin, batch.basis, batch.focal, batch.center, height, width
     )
-    overlap = raycast.cone_overlap(bundles, prims)
-    t_obj, slot = raycast.closest_hits(origin, directions, prims, overlap)
-
-    obj = lt(t_obj, env.t)  # float masks from here on
+    overlap = raycast.cone_overlap(bundles, batch.prims)
+    t_obj, slot = raycast.closest_hits(origin, directions, batch.prims, overlap)
+    obj = raycast.lt(t_obj, env.t)
     t_ray = torch.minimum(t_obj, env.t)
-    image_row = torch.arange(n_images, device=zscale.device).unsqueeze(1)
+    image_row = torch.arange(zscale.shape[0], device=zscale.device).unsqueeze(1)
     open_face = batch.open_faces.to(zscale.dtype).reshape(-1).take(env.face + 6 * image_row)
     sky = (1.0 - obj) * open_face
     depth = t_ray * zscale
-    valid = (1.0 - sky) * le(depth, max_depth)
+    valid = (1.0 - sky) * raycast.le(depth, max_depth)
     depth = depth * valid
     t_ray = t_ray.clamp(max=1e6)  # sky rays: keep the arithmetic below finite
     points = origin + directions * t_ray.unsqueeze(1)
+    return _CameraHits(directions, env, slot, obj, sky, t_ray, points, depth, valid)
 
-    # ---- surface attributes: environment everywhere, then primitives on their pixels
+
+@dataclass
+class _SurfaceFrame:
+    """Geometry of the visible surfaces, for texturing and shading."""
+
+    normal: torch.Tensor  # (B, 3, P) unit, turned towards the camera
+    facing: torch.Tensor  # (B, P) normal . ray direction before the turn
+    uv: torch.Tensor  # (B, 2, P) metric surface coordinates
+    fit_uv: torch.Tensor  # (B, 2, P) unit-shape coordinates (pictures fitted to a face)
+    size: torch.Tensor  # (B, P) mean half size of the primitive seen, 1 elsewhere
+
+
+def _surface_frame(prims: raycast.PrimitiveTensors, hits: _CameraHits) -> _SurfaceFrame:
+    """Normals and texture coordinates: the environment's everywhere, then the primitives' on
+    their pixels."""
+    env, points = hits.env, hits.points
+    n_pixels = hits.t.shape[1]
     (fx, fy, fz), (nx, ny, nz) = env.axis, env.negative
     x, y, z = points[:, 0], points[:, 1], points[:, 2]
     normal = torch.stack(
         (fx * (2.0 * nx - 1.0), fy * (2.0 * ny - 1.0), fz * (2.0 * nz - 1.0)), dim=1
     )
+    blend = raycast.blend
     uv = torch.stack((blend(fx, z, x), blend(fy, z, y)), dim=1)  # walls: (horizontal, height)
     fit_uv = torch.zeros_like(uv)
-    obj_size = torch.ones_like(t_ray)
-    hits = (obj.view(-1) > 0.5).nonzero().squeeze(1)
-    if hits.numel():
-        image, pixel = torch.div(hits, n_pixels, rounding_mode="floor"), hits % n_pixels
+    obj_size = torch.ones_like(hits.t)
+    on_obj = (hits.obj.view(-1) > 0.5).nonzero().squeeze(1)
+    if on_obj.numel():
+        image, pixel = torch.div(on_obj, n_pixels, rounding_mode="floor"), on_obj % n_pixels
         base = image * (3 * n_pixels) + pixel  # flat index of component 0 in a (B, 3, P) tensor
         base2 = image * (2 * n_pixels) + pixel
         hit_points = torch.stack([points.reshape(-1).take(base + c * n_pixels) for c in range(3)])
         n_obj, uv_obj, fit_obj, size_obj = raycast.primitive_surface(
-            prims, image, slot.view(-1).take(hits), hit_points
+            prims, image, hits.slot.view(-1).take(on_obj), hit_points
         )
         for c in range(3):
             normal.view(-1).index_copy_(0, base + c * n_pixels, n_obj[c])
         for c in range(2):
             uv.view(-1).index_copy_(0, base2 + c * n_pixels, uv_obj[c])
             fit_uv.view(-1).index_copy_(0, base2 + c * n_pixels, fit_obj[c])
-        obj_size.view(-1).index_copy_(0, hits, size_obj)
-    facing = raycast.dot(normal, directions)
-    normal = normal * (1.0 - 2.0 * gt(facing, 0.0)).unsqueeze(1)  # seen from behind: flip
-    strip = batch.strip
+        obj_size.view(-1).index_copy_(0, on_obj, size_obj)
+    facing = raycast.dot(normal, hits.directions)
+    normal = normal * (1.0 - 2.0 * raycast.gt(facing, 0.0)).unsqueeze(1)  # seen from behind
+    return _SurfaceFrame(normal, facing, uv, fit_uv, obj_size)
+
+
+def _surface_ids(batch: SceneTensors, hits: _CameraHits) -> torch.Tensor:
+    """(B, P) float row of `batch.materials` each pixel shows: the primitive slot, or slots +
+    face for the environment, slots + 6 on the floor strip."""
+    x, strip = hits.points[:, 0], batch.strip
     on_strip = (
-        env.face_mask(_FLOOR) * (1.0 - obj) * raycast.ge(x, strip[:, :1]) * le(x, strip[:, 1:])
+        hits.env.face_mask(_FLOOR)
+        * (1.0 - hits.obj)
+        * raycast.ge(x, strip[:, :1])
+        * raycast.le(x, strip[:, 1:])
     )
-    face = env.face.to(zscale.dtype)
-    surface_id = blend(obj, slot.to(zscale.dtype), slots + face + (6.0 - face) * on_strip)
-    surface = surface_id.long()
+    face = hits.env.face.to(hits.t.dtype)
+    environment = batch.prims.slots + face + (6.0 - face) * on_strip
+    return raycast.blend(hits.obj, hits.slot.to(hits.t.dtype), environment)
 
-    # ---- albedo from the texture bank
-    field = dict(zip(MATERIAL_FIELDS, _per_pixel(batch.materials, surface)))
-    cos_a, sin_a = field["cos"], field["sin"]
-    scale_u, scale_v = field["scale_u"], field["scale_v"]
-    u = (cos_a * uv[:, 0] - sin_a * uv[:, 1]) * scale_u + field["offset_u"]
-    v = (sin_a * uv[:, 0] + cos_a * uv[:, 1]) * scale_v + field["offset_v"]
-    fit = field["fit"] * obj
-    u = blend(fit, fit_uv[:, 0], u)
-    v = blend(fit, fit_uv[:, 1], v)
-    density = blend(fit, 0.5 / obj_size, torch.sqrt((scale_u * scale_v).abs()))
-    pixel_angle = 1.0 / batch.focal[:, :1]
-    footprint = t_ray * pixel_angle * torch.rsqrt(facing.abs().clamp(min=0.05))
+
+def _albedo(
+    material: dict[str, torch.Tensor],
+    hits: _CameraHits,
+    frame: _SurfaceFrame,
+    pixel_angle: torch.Tensor,
+    bank: TextureBank,
+) -> torch.Tensor:
+    """Linear albedo (B, 3, P), sampled at the mip level of each pixel's footprint so distant
+    and grazing surfaces do not alias."""
+    cos_a, sin_a = material["cos"], material["sin"]
+    scale_u, scale_v = material["scale_u"], material["scale_v"]
+    uv = frame.uv
+    u = (cos_a * uv[:, 0] - sin_a * uv[:, 1]) * scale_u + material["offset_u"]
+    v = (sin_a * uv[:, 0] + cos_a * uv[:, 1]) * scale_v + material["offset_v"]
+    fit = material["fit"] * hits.obj
+    u = raycast.blend(fit, frame.fit_uv[:, 0], u)
+    v = raycast.blend(fit, frame.fit_uv[:, 1], v)
+    density = raycast.blend(fit, 0.5 / frame.size, torch.sqrt((scale_u * scale_v).abs()))
+    footprint = hits.t * pixel_angle * torch.rsqrt(frame.facing.abs().clamp(min=0.05))
     lod = torch.log2((footprint * density * bank.tile_size).clamp(min=1.0))
-    texel = bank.sample(field["tile"].reshape(-1), u.reshape(-1), v.reshape(-1), lod.reshape(-1))
-    texel = texel.view(3, n_images, n_pixels).transpose(0, 1)
-    color_a = torch.stack((field["a_r"], field["a_g"], field["a_b"]), dim=1)
-    color_b = torch.stack((field["b_r"], field["b_g"], field["b_b"]), dim=1)
-    albedo = color_a + (color_b - color_a) * texel
+    tile = material["tile"].reshape(-1)
+    texel = bank.sample(tile, u.reshape(-1), v.reshape(-1), lod.reshape(-1))
+    texel = texel.view(3, *hits.t.shape).transpose(0, 1)
+    color_a = torch.stack((material["a_r"], material["a_g"], material["a_b"]), dim=1)
+    color_b = torch.stack((material["b_r"], material["b_g"], material["b_b"]), dim=1)
+    return color_a + (color_b - color_a) * texel
 
-    # ---- shadows
-    offset_points = points + normal * (1e-3 + 1e-4 * t_ray).unsqueeze(1)
-    sun = batch.light_is_sun.to(points.dtype).view(-1, 1)  # (B, 1): 1 = sun, 0 = point light
+
+@dataclass
+class _LightPaths:
+    """From every visible surface point to the light."""
+
+    sun: torch.Tensor  # (B, 1): 1 = sun, 0 = point light
+    to_light: torch.Tensor  # (B, 3, P) unit
+    distance: torch.Tensor  # (B, P) to the point light's position
+    faces_light: torch.Tensor  # (B, P) float: the surface faces the light (and is not sky)
+    blocked: torch.Tensor  # (B, P) float: a shadow ray hits something on the way
+
+
+def _light_paths(batch: SceneTensors, hits: _CameraHits, normal: torch.Tensor) -> _LightPaths:
+    """Directions and distances to the light, and the shadow test of the points facing it
+    (shadow rays start slightly off the surface so they do not hit it)."""
+    points = hits.points
+    offset_points = points + normal * (1e-3 + 1e-4 * hits.t).unsqueeze(1)
+    sun = batch.light_is_sun.to(points.dtype).view(-1, 1)
     light = batch.light_vector.unsqueeze(-1)
     to_point = light - offset_points
     point_distance = raycast.length(to_point).clamp(min=1e-6)
     to_light = to_point / point_distance.unsqueeze(1)
     to_light = to_light + (light - to_light) * sun.unsqueeze(1)
     light_distance = point_distance + (raycast.MISS - point_distance) * sun
-    needs_test = gt(raycast.dot(normal, to_light), 0.0) * (1.0 - sky)
-    blocked = _shadow_mask(batch, offset_points, needs_test, to_light, light_distance)
+    faces_light = raycast.gt(raycast.dot(normal, to_light), 0.0) * (1.0 - hits.sky)
+    blocked = _shadow_mask(batch, offset_points, faces_light, to_light, light_distance)
+    return _LightPaths(sun, to_light, point_distance, faces_light, blocked)
 
-    # ---- shading
-    occlusion = torch.ones_like(t_ray)
-    walled = (~batch.open_faces[:, [0, 1, 2, 4, 5]].all(1)).nonzero(as_tuple=True)[0]
-    if walled.numel():  # rooms and streets: darken corners of the environment
-        corners = shading.room_corner_occlusion(
-            points[walled], batch.lower[walled], batch.upper[walled], env.select(walled)
-        )
-        occlusion[walled] = blend(obj[walled], 1.0, corners)
-    falloff = 1.0 / (1.0 + (point_distance / batch.falloff.unsqueeze(1)) ** 2)
-    visibility = needs_test * (1.0 - blocked) * (falloff + (1.0 - falloff) * sun)
+
+def _shade(
+    batch: SceneTensors,
+    hits: _CameraHits,
+    normal: torch.Tensor,
+    albedo: torch.Tensor,
+    material: dict[str, torch.Tensor],
+    light: _LightPaths,
+) -> torch.Tensor:
+    """Linear radiance (B, 3, P) of the visible surfaces: direct light (point lights fall off
+    with distance), hemispherical ambient darkened in the environment's corners, then haze."""
+    falloff = 1.0 / (1.0 + (light.distance / batch.falloff.unsqueeze(1)) ** 2)
+    visibility = light.faces_light * (1.0 - light.blocked) * (falloff + (1.0 - falloff) * light.sun)
     radiance = shading.direct_and_ambient(
         albedo,
         normal,
-        directions,
-        to_light,
+        hits.directions,
+        light.to_light,
         batch.light_color.unsqueeze(-1),
         visibility,
         batch.ambient_sky.unsqueeze(-1),
         batch.ambient_ground.unsqueeze(-1),
-        occlusion,
-        field["specular"],
-        field["shininess"],
+        _corner_occlusion(batch, hits),
+        material["specular"],
+        material["shininess"],
     )
     horizon = batch.horizon.unsqueeze(-1)
-    radiance = shading.apply_haze(radiance, t_ray, batch.fog_distance.unsqueeze(1), horizon)
+    return shading.apply_haze(radiance, hits.t, batch.fog_distance.unsqueeze(1), horizon)
 
-    # ---- sky, only on images that show some
+
+def _corner_occlusion(batch: SceneTensors, hits: _CameraHits) -> torch.Tensor:
+    """(B, P) ambient occlusion: rooms and streets darken the corners of their environment box;
+    primitives and open scenes keep 1."""
+    occlusion = torch.ones_like(hits.t)
+    walled = (~batch.open_faces[:, [0, 1, 2, 4, 5]].all(1)).nonzero(as_tuple=True)[0]
+    if walled.numel():
+        corners = shading.room_corner_occlusion(
+            hits.points[walled], batch.lower[walled], batch.upper[walled], hits.env.select(walled)
+        )
+        occlusion[walled] = raycast.blend(hits.obj[walled], 1.0, corners)
+    return occlusion
+
+
+def _composite_sky(
+    batch: SceneTensors,
+    hits: _CameraHits,
+    radiance: torch.Tensor,
+    sun: torch.Tensor,
+    pixel_angle: torch.Tensor,
+    bank: TextureBank,
+) -> torch.Tensor:
+    """`radiance` with the sky (gradient, sun glow, clouds) on rays that leave through an open
+    face; the sky is only evaluated on images that show some."""
+    sky = hits.sky
     has_sky = (sky.amax(dim=1) > 0).nonzero(as_tuple=True)[0]
     if has_sky.numel():
         sun_dir = batch.light_vector * sun
         sky_color = shading.sky_radiance(
-            directions[has_sky],
+            hits.directions[has_sky],
             batch.zenith[has_sky].unsqueeze(-1),
-            horizon[has_sky],
+            batch.horizon[has_sky].unsqueeze(-1),
             sun_dir[has_sky].unsqueeze(-1),
             batch.light_color[has_sky].unsqueeze(-1),
             batch.clouds[has_sky].unsqueeze(1),
@@ -522,9 +641,8 @@ def trace(
             pixel_angle[has_sky],
             bank,
         )
-        radiance[has_sky] = blend(sky[has_sky].unsqueeze(1), sky_color, radiance[has_sky])
-    surface_id = surface_id * (1.0 - sky) - sky
-    return radiance, depth, valid > 0.5, surface_id
+        radiance[has_sky] = raycast.blend(sky[has_sky].unsqueeze(1), sky_color, radiance[has_sky])
+    return radiance
 
 
 # --------------------------------------------------------------------------- public API

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from depth_core.data import raycast
-from depth_core.data.scenes import random_rotation
+from depth_core.synth import raycast
+from depth_core.synth.scenes import random_rotation
 
 
 def _rays(origins, directions):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from depth_core.data import textures
-from depth_core.data.textures import (
+from depth_core.synth import textures
+from depth_core.synth.textures import (
     build_texture_bank,
     hsv_to_linear,
     linear_to_srgb,

@@ -7,7 +7,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from depth_core.data.camera_effects import (
+from depth_core.synth.camera_effects import (
     CameraEffectsConfig,
     EffectDraw,
     apply_sensor_effects,

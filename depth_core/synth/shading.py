@@ -15,8 +15,8 @@ import functools
 
 import torch
 
-from depth_core.data.raycast import EnvironmentHit, dot, length
-from depth_core.data.textures import TextureBank, linear_to_srgb
+from depth_core.synth.raycast import EnvironmentHit, dot, length
+from depth_core.synth.textures import TextureBank, linear_to_srgb
 
 
 def direct_and_ambient(

@@ -10,8 +10,9 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from depth_core.data.camera_effects import CameraEffectsConfig, sample_effects
-from depth_core.data.render import (
+from depth_core.data.shards import build_sharded, list_shards, read_shard
+from depth_core.synth.camera_effects import CameraEffectsConfig, sample_effects
+from depth_core.synth.render import (
     RenderConfig,
     ShardRenderer,
     render_batch,
@@ -19,7 +20,7 @@ from depth_core.data.render import (
     render_shard,
     shard_seed,
 )
-from depth_core.data.scenes import (
+from depth_core.synth.scenes import (
     FAR,
     Camera,
     Environment,
@@ -30,8 +31,7 @@ from depth_core.data.scenes import (
     SceneStatistics,
     sample_scene,
 )
-from depth_core.data.shards import build_sharded, list_shards, read_shard
-from depth_core.data.textures import build_texture_bank
+from depth_core.synth.textures import build_texture_bank
 
 WHITE = Material(color_b=(0.7, 0.7, 0.7))
 SMALL = {"height": 32, "width": 32, "chunk_size": 8}

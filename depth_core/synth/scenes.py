@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from depth_core.data.textures import TextureBank, hsv_to_linear
+from depth_core.synth.textures import TextureBank, hsv_to_linear
 
 FAR = 1.0e5  # where "absent" environment walls are put; they are open to the sky
 FACE_NAMES = ("wall+x", "wall-x", "ceiling", "floor", "wall+z", "wall-z")
@@ -556,14 +556,27 @@ def _sun(rng, overcast: bool, sky: Atmosphere, ground_color: np.ndarray) -> Ligh
 def _outdoor(
     rng, stats: SceneStatistics, materials: MaterialSampler, jitter: float
 ) -> tuple[Scene, Camera]:
+    """A ground plane under open sky, optionally along a road and between street walls."""
     ground = materials("ground")
     road = rng.random() < 0.5
     canyon = rng.random() < 0.35
-    lower = np.array([-FAR, 0.0, -FAR], np.float32)
-    upper = np.array([FAR, FAR, FAR], np.float32)
-    open_faces = [True, True, True, False, True, True]
+    faces = _outdoor_faces(rng, materials, ground)
+    strip, strip_material, cam_x = _road(rng, materials) if road else (None, Material(), 0.0)
+    lower, upper, open_faces = _outdoor_bounds(rng, canyon, strip)
+    if canyon:
+        cam_x = float(np.clip(cam_x, lower[0] + 1.0, upper[0] - 1.0))
+    camera = _outdoor_camera(rng, stats, jitter, cam_x, road or canyon, open_faces, upper)
+    sky, light = _outdoor_light(rng, stats, materials, ground)
+    b = _Builder(rng, materials, _object_count(rng, stats))
+    _place_outdoor_objects(b, camera, lower, upper, strip, canyon)
+    env = Environment(lower, upper, tuple(open_faces), tuple(faces), strip, strip_material)
+    return Scene(env, b.primitives, light, sky, "outdoor"), camera
+
+
+def _outdoor_faces(rng, materials: MaterialSampler, ground: Material) -> list[Material]:
+    """Materials of the six environment faces: facades for the walls a street may close."""
     facade = materials("facade")
-    faces = [
+    return [
         facade,
         materials("facade") if rng.random() < 0.5 else facade,
         Material(),
@@ -571,41 +584,64 @@ def _outdoor(
         facade,
         Material(),
     ]
-    strip, strip_material = None, Material()
-    cam_x = 0.0
-    if road:
-        width = _uniform(rng, (5.0, 12.0))
-        x0 = -width / 2 + _uniform(rng, (-1.5, 1.5))
-        strip = (x0, x0 + width)
-        road_tiles = materials.bank.groups["road"]
-        strip_material = Material(
-            tile=int(road_tiles[_index(rng, len(road_tiles))]),
-            color_b=tuple(
-                float(c)
-                for c in np.clip(1 + rng.normal(0, 0.05, 3), 0.8, 1.2) * _uniform(rng, (0.6, 1.4))
-            ),
-            scale=(1.0 / width, 1.0 / _uniform(rng, (6.0, 12.0))),
-            offset=(-x0 / width, float(rng.random())),
-            specular=_uniform(rng, (0.0, 0.2)),
-        )
-        cam_x = _uniform(rng, (x0 + 1.0, x0 + width - 1.0))
-    if canyon:
-        half = (strip[1] - strip[0]) / 2 if strip else _uniform(rng, (3.0, 8.0))
-        centre = (strip[0] + strip[1]) / 2 if strip else 0.0
-        lower[0] = centre - half - _uniform(rng, (1.0, 6.0))
-        upper[0] = centre + half + _uniform(rng, (1.0, 6.0))
-        open_faces[0] = open_faces[1] = False
-        if rng.random() < 0.2:  # one side only
-            open_faces[_index(rng, 2)] = True
-            lower[0] = -FAR if open_faces[1] else lower[0]
-            upper[0] = FAR if open_faces[0] else upper[0]
-        upper[1] = _uniform(rng, (5.0, 25.0))
-        if rng.random() < 0.25:
-            upper[2] = _uniform(rng, (40.0, 150.0))
-            open_faces[4] = False
-        cam_x = float(np.clip(cam_x, lower[0] + 1.0, upper[0] - 1.0))
 
-    along_street = road or canyon
+
+def _road(rng, materials: MaterialSampler) -> tuple[tuple[float, float], Material, float]:
+    """A road strip along z: its x extent, its material, and a camera x on it."""
+    width = _uniform(rng, (5.0, 12.0))
+    x0 = -width / 2 + _uniform(rng, (-1.5, 1.5))
+    road_tiles = materials.bank.groups["road"]
+    strip_material = Material(
+        tile=int(road_tiles[_index(rng, len(road_tiles))]),
+        color_b=tuple(
+            float(c)
+            for c in np.clip(1 + rng.normal(0, 0.05, 3), 0.8, 1.2) * _uniform(rng, (0.6, 1.4))
+        ),
+        scale=(1.0 / width, 1.0 / _uniform(rng, (6.0, 12.0))),
+        offset=(-x0 / width, float(rng.random())),
+        specular=_uniform(rng, (0.0, 0.2)),
+    )
+    return (x0, x0 + width), strip_material, _uniform(rng, (x0 + 1.0, x0 + width - 1.0))
+
+
+def _outdoor_bounds(
+    rng, canyon: bool, strip: tuple[float, float] | None
+) -> tuple[np.ndarray, np.ndarray, list[bool]]:
+    """The environment box (lower, upper, open faces): far and open to the sky, or a street
+    canyon whose side walls (sometimes only one, sometimes with an end wall) are closed."""
+    lower = np.array([-FAR, 0.0, -FAR], np.float32)
+    upper = np.array([FAR, FAR, FAR], np.float32)
+    open_faces = [True, True, True, False, True, True]
+    if not canyon:
+        return lower, upper, open_faces
+    half = (strip[1] - strip[0]) / 2 if strip else _uniform(rng, (3.0, 8.0))
+    centre = (strip[0] + strip[1]) / 2 if strip else 0.0
+    lower[0] = centre - half - _uniform(rng, (1.0, 6.0))
+    upper[0] = centre + half + _uniform(rng, (1.0, 6.0))
+    open_faces[0] = open_faces[1] = False
+    if rng.random() < 0.2:  # one side only
+        open_faces[_index(rng, 2)] = True
+        lower[0] = -FAR if open_faces[1] else lower[0]
+        upper[0] = FAR if open_faces[0] else upper[0]
+    upper[1] = _uniform(rng, (5.0, 25.0))
+    if rng.random() < 0.25:
+        upper[2] = _uniform(rng, (40.0, 150.0))
+        open_faces[4] = False
+    return lower, upper, open_faces
+
+
+def _outdoor_camera(
+    rng,
+    stats: SceneStatistics,
+    jitter: float,
+    cam_x: float,
+    along_street: bool,
+    open_faces: list[bool],
+    upper: np.ndarray,
+) -> Camera:
+    """A camera at eye height (sometimes elevated, then looking down), facing along the street
+    when there is one. Street walls are raised above it (`upper` changes in place) so the camera
+    stays between them."""
     hfov = math.radians(_uniform(rng, stats.fov_deg))
     height = float(np.clip(rng.normal(1.6, 0.35 * jitter), 0.4, 4.0))
     if rng.random() < 0.1 * jitter:
@@ -615,10 +651,8 @@ def _outdoor(
         pitch -= _uniform(rng, (0.05, 0.35))
     yaw = float(rng.normal(0.0, 0.12)) if along_street else _uniform(rng, (-math.pi, math.pi))
     if not open_faces[0] or not open_faces[1]:
-        upper[1] = max(
-            upper[1], height + _uniform(rng, (1.0, 6.0))
-        )  # the camera stays between the walls
-    camera = Camera(
+        upper[1] = max(upper[1], height + _uniform(rng, (1.0, 6.0)))
+    return Camera(
         position=np.array([cam_x, height, 0.0], np.float32),
         yaw=yaw,
         pitch=pitch,
@@ -626,20 +660,35 @@ def _outdoor(
         hfov=hfov,
     )
 
+
+def _outdoor_light(
+    rng, stats: SceneStatistics, materials: MaterialSampler, ground: Material
+) -> tuple[Atmosphere, Lighting]:
+    """Clear or overcast sky with optional haze, and the sun that matches it."""
     overcast = rng.random() < 0.25
     sky = _sky(rng, overcast)
     if stats.fog and rng.random() < 0.7:
         sky.fog_distance = math.exp(_uniform(rng, (math.log(80.0), math.log(1500.0))))
     sky.cloud_tile = materials.tile_from(("clouds",))
-    light = _sun(rng, overcast, sky, np.asarray(ground.color_b))
+    return sky, _sun(rng, overcast, sky, np.asarray(ground.color_b))
 
-    b = _Builder(rng, materials, _object_count(rng, stats))
-    inside = lambda x: lower[0] + 0.5 < x < upper[0] - 0.5
+
+def _place_outdoor_objects(
+    b: _Builder,
+    camera: Camera,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    strip: tuple[float, float] | None,
+    canyon: bool,
+) -> None:
+    """Fill the primitive budget with what stands in view: cars and clutter on the road; trees,
+    poles, rocks, cars, buildings (not in a canyon) and other objects beside it."""
+    rng = b.rng
     attempts = 0
     while b.left > 0 and attempts < 60:
         attempts += 1
         x, z = _view_point(rng, camera, 3.0, 70.0)
-        if not inside(x):
+        if not lower[0] + 0.5 < x < upper[0] - 0.5:
             continue
         on_road = strip is not None and strip[0] < x < strip[1]
         u = rng.random()
@@ -656,20 +705,24 @@ def _outdoor(
         elif u < 0.65 and b.left >= 2:
             _car(b, x, z, heading=_uniform(rng, (0, 2 * math.pi)))
         elif u < 0.75 and not canyon:
-            bx, bz = _view_point(rng, camera, 25.0, 150.0)
-            size = (_uniform(rng, (3, 15)), _uniform(rng, (3, 20)), _uniform(rng, (3, 15)))
-            b.rest(
-                "box",
-                bx,
-                bz,
-                size,
-                rotation_y(_uniform(rng, (0, math.pi))),
-                material=materials("facade"),
-            )
+            _building(b, camera)
         else:
             _generic_object(b, x, z, _uniform(rng, (0.3, 1.5)))
-    env = Environment(lower, upper, tuple(open_faces), tuple(faces), strip, strip_material)
-    return Scene(env, b.primitives, light, sky, "outdoor"), camera
+
+
+def _building(b: _Builder, camera: Camera) -> None:
+    """A box-shaped building in the distance."""
+    rng = b.rng
+    bx, bz = _view_point(rng, camera, 25.0, 150.0)
+    size = (_uniform(rng, (3, 15)), _uniform(rng, (3, 20)), _uniform(rng, (3, 15)))
+    b.rest(
+        "box",
+        bx,
+        bz,
+        size,
+        rotation_y(_uniform(rng, (0, math.pi))),
+        material=b.materials("facade"),
+    )
 
 
 def _car(b: _Builder, x: float, z: float, heading: float) -> None:
