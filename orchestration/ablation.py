@@ -35,10 +35,11 @@ REPORT_DIR = "reports/ablation"
 
 
 def without_pretraining(params: Params) -> Params:
-    """The same lineage with every encoder initialised at random."""
+    """The same lineage with every encoder initialised at random (and nothing frozen)."""
 
     def cleared(cfg):
-        return cfg.model_copy(update={"model": cfg.model.model_copy(update={"pretrained": None})})
+        model = cfg.model.model_copy(update={"pretrained": None, "frozen_stages": 0})
+        return cfg.model_copy(update={"model": model})
 
     return params.model_copy(
         update={

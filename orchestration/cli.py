@@ -25,6 +25,7 @@ COMMAND_MODULES = {
     "evaluate-pairs": "evaluate_pairs",
     "bench": "bench",
     "ablation": "ablation",
+    "params": "params",
 }
 
 

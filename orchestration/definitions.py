@@ -22,6 +22,7 @@ from orchestration.config import Params, TeacherParams, load_params
 from orchestration.dagster_metadata import stage_metadata
 from orchestration.dvc_sync import DvcError, commit_stage, is_dvc_repo
 from orchestration.layout import Layout, default_layout, experiment_layout
+from orchestration.profiles import profile_params
 from orchestration.stages import StageContext, StageResult, run_stage
 
 REPO_ROOT = Path(os.environ.get("DEPTH_DISTILL_ROOT", Path(__file__).resolve().parents[1]))
@@ -30,24 +31,36 @@ REPO_ROOT = Path(os.environ.get("DEPTH_DISTILL_ROOT", Path(__file__).resolve().p
 class PipelineResource(dg.ConfigurableResource):
     """Where the lineage lives and which params it runs with.
 
-    Leave `overrides` empty to materialise the default, DVC-tracked lineage. Any override
-    (e.g. ["teacher.epochs=2"]) or an explicit `experiment` name makes the run an experiment:
-    outputs go to experiments/<name>/ and MLflow runs are tagged with it.
+    Leave `profile` and `overrides` empty to materialise the default, DVC-tracked lineage
+    (params.yaml). A `profile` (a file of profiles/, e.g. "smoke") runs that profile's merge
+    instead. Params that differ from params.yaml (a profile, an override such as
+    ["teacher.epochs=2"]) or an explicit `experiment` name make the run an experiment: outputs
+    go to experiments/<name>/ and MLflow runs are tagged with it.
     """
 
     root: str = str(REPO_ROOT)
     params_file: str = "params.yaml"
+    profile: str = ""
     overrides: list[str] = []  # noqa: RUF012 - pydantic copies field defaults
     experiment: str = ""
     commit_to_dvc: bool = True
 
     def params(self) -> Params:
+        if self.profile:
+            return profile_params(Path(self.root), self.profile, list(self.overrides))
         return load_params(Path(self.root) / self.params_file, list(self.overrides))
 
     def experiment_name(self, run_id: str) -> str | None:
         if self.experiment:
             return self.experiment
-        return f"dagster-{run_id[:8]}" if self.overrides else None
+        return f"dagster-{run_id[:8]}" if self._differs_from_params_file() else None
+
+    def _differs_from_params_file(self) -> bool:
+        if self.overrides:
+            return True
+        return bool(self.profile) and self.params() != load_params(
+            Path(self.root) / self.params_file
+        )
 
     def layout(self, run_id: str) -> Layout:
         name = self.experiment_name(run_id)

@@ -51,6 +51,14 @@ class Backbone(nn.Module):
     input_multiple: tuple[int, int]
     single_scale: bool
 
+    def freeze_stages(self, n: int) -> None:
+        """Keep the stem and the first ``n`` feature levels as they are (see ModelConfig)."""
+        if n:
+            raise ValueError(
+                f"model.frozen_stages={n}: only hierarchical backbones (EfficientNet, ConvNeXt, "
+                f"ResNet, ...) can freeze stages, not {type(self).__name__}"
+            )
+
 
 class ViTBackbone(Backbone):
     """Plain ViT: four intermediate blocks as token maps on the patch grid."""
@@ -99,6 +107,43 @@ class HierarchicalBackbone(Backbone):
         self.reductions = tuple(int(r) for r in info.reduction())
         self.input_multiple = (max(self.reductions),) * 2
         self._channels_last_output = str(getattr(model, "output_fmt", "NCHW")) == "NHWC"
+
+    def freeze_stages(self, n: int) -> None:
+        """No gradients for the stem and the first ``n`` levels of timm's ``feature_info``, and
+        their batch norms kept in eval mode, so they stay the pretrained feature extractor.
+
+        The early levels run at the highest resolution, so their backward pass is the costly
+        one: freezing the stem and two levels of EfficientNet-Lite0 (everything at stride <= 4)
+        made a CPU training step about 30% faster. Parameters are frozen in registration
+        order, which for timm's feature models is the order of the forward pass.
+        """
+        info = self.model.feature_info
+        if not 0 <= n <= len(info):
+            raise ValueError(
+                f"model.frozen_stages={n}: this backbone has {len(info)} feature levels"
+            )
+        if n == 0:
+            return
+        level = info.module_name(n - 1)
+        prefixes = (level + ".", level.replace(".", "_") + ".")  # FeatureListNet joins with _
+        names = [name for name, _ in self.model.named_parameters()]
+        last = max(i for i, name in enumerate(names) if name.startswith(prefixes))
+        frozen = set(names[: last + 1])
+        for name, param in self.model.named_parameters():
+            if name in frozen:
+                param.requires_grad_(False)
+        self._frozen_norms = [
+            module
+            for module in self.model.modules()
+            if isinstance(module, nn.modules.batchnorm._BatchNorm)
+            and not any(p.requires_grad for p in module.parameters())
+        ]
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for module in getattr(self, "_frozen_norms", ()):
+            module.eval()  # frozen stages keep their pretrained statistics
+        return self
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         maps = self.model(x)

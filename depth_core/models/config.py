@@ -76,6 +76,12 @@ class ModelConfig(BaseModel):
         default=None, description="input normalisation std; null = the backbone's pretrained config"
     )
     drop_path_rate: float = Field(default=0.0, ge=0.0, lt=1.0)
+    frozen_stages: int = Field(
+        default=0,
+        ge=0,
+        description="the stem and this many feature levels of a pretrained hierarchical "
+        "encoder keep their weights and batch-norm statistics (no gradients: faster steps)",
+    )
     output_activation: Literal["softplus", "relu"] = Field(
         default="softplus",
         description="the head's last activation, which keeps disparity non-negative",
@@ -99,6 +105,15 @@ class ModelConfig(BaseModel):
         if pretrained is not None and pretrained.startswith(PACKAGE_PREFIX):
             packaged_source(pretrained[len(PACKAGE_PREFIX) :])  # unknown names fail here, early
         return pretrained
+
+    @model_validator(mode="after")
+    def _frozen_needs_weights(self):
+        if self.frozen_stages and self.pretrained is None:
+            raise ValueError(
+                f"frozen_stages={self.frozen_stages} needs pretrained weights: frozen random "
+                "layers learn nothing (set frozen_stages: 0 to train from scratch)"
+            )
+        return self
 
     @field_validator("input_std")
     @classmethod

@@ -63,6 +63,7 @@ def build_model(
     config = with_resolved_normalization(config)
     backbone_config = config if load_pretrained else config.model_copy(update={"pretrained": None})
     backbone = build_backbone(backbone_config)
+    backbone.freeze_stages(config.frozen_stages)
     head = DPTHead(
         in_channels=backbone.channels,
         features=config.features,

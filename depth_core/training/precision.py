@@ -13,7 +13,7 @@ images/s fp32 -> bf16:
     student  convnext_atto (32)    69.5 -> 89.2  1.28x    38.0 -> 49.2  1.30x
     student  resnet18      (32)    40.3 -> 62.2  1.54x    21.1 -> 35.0  1.66x
 
-On one H100 (torch 2.11, CUDA 13), batch 32 of 320x320 images, the params.gpu.yaml models:
+On one H100 (torch 2.11, CUDA 13), batch 32 of 320x320 images, the GPU profile's models of the time:
 
     teacher  vit_base  (128)      130.8 -> 388.6  2.97x
     student  vit_small (64)       266.8 -> 461.1  1.73x

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import write_smoke_params
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
@@ -55,12 +57,12 @@ def run(cmd: list[str], root: Path, timeout: float = 600, check: bool = True):
 
 
 def make_project_copy(dest: Path) -> Path:
-    """Copy the project, make params.smoke.yaml the params, and commit it to a fresh git repo."""
+    """Copy the project, make the smoke profile its params.yaml, and commit it to a fresh git repo."""
     for rel in project_files():
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / rel, target)
-    shutil.copyfile(REPO / "params.smoke.yaml", dest / "params.yaml")
+    write_smoke_params(dest / "params.yaml")
     (dest / ".dagster").mkdir(exist_ok=True)
     run(["git", "init", "-q", "-b", "main"], dest)
     run(["git", "add", "-A"], dest)

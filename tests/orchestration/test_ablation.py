@@ -13,6 +13,7 @@ from orchestration.ablation import markdown_table, run_ablation, without_pretrai
 from orchestration.config import load_params
 from orchestration.layout import default_layout
 from orchestration.stages import StageContext, run_stage
+from tests.helpers import smoke_params, smoke_raw
 from tests.orchestration.conftest import REPO
 
 STAGES = ("labeled_data", "unlabeled_images", "target_eval", "teacher", "pseudo_labels")
@@ -24,8 +25,8 @@ def _local_tracking(monkeypatch):
 
 
 def _tiny_lineage(root: Path) -> Path:
-    """params.smoke.yaml cut to one student and a few steps, its main lineage run."""
-    raw = yaml.safe_load((REPO / "params.smoke.yaml").read_text())
+    """The smoke profile cut to one student and a few steps, its main lineage run."""
+    raw = smoke_raw()
     name = next(iter(raw["students"]))
     raw["students"] = {name: {**raw["students"][name], "max_steps": 3}}
     raw["agreement"]["experts"] = ["teacher", f"student:{name}"]
@@ -46,6 +47,8 @@ def test_without_pretraining_clears_every_encoder():
     assert scratch.teacher.model.pretrained is None
     assert all(cfg.model.pretrained is None for cfg in scratch.students.values())
     assert scratch.teacher.model.backbone == params.teacher.model.backbone
+    models = [scratch.teacher.model, *(cfg.model for cfg in scratch.students.values())]
+    assert all(model.frozen_stages == 0 for model in models)  # random layers are never frozen
 
 
 def test_ablation_trains_beside_the_lineage_and_reports(tmp_path):
@@ -75,13 +78,13 @@ def test_ablation_trains_beside_the_lineage_and_reports(tmp_path):
 
 
 def test_ablation_needs_the_main_lineage_first(tmp_path):
-    params = load_params(REPO / "params.smoke.yaml")
+    params = smoke_params()
     with pytest.raises(FileNotFoundError, match="run the main lineage"):
         run_ablation(params, tmp_path, variants=("labeled_only",))
 
 
 def test_unknown_variant_is_named(tmp_path):
-    params = load_params(REPO / "params.smoke.yaml")
+    params = smoke_params()
     with pytest.raises(ValueError, match="unknown ablation variant.*'nope'"):
         run_ablation(params, tmp_path, variants=("nope",))
 

@@ -10,7 +10,7 @@ def test_every_subcommand_is_registered():
 
 
 def test_a_named_command_loads_only_its_own_module():
-    parser = build_parser(["stage", "teacher", "--params", "params.smoke.yaml"])
+    parser = build_parser(["stage", "teacher", "--params", "params.yaml"])
     assert set(parser._subparsers._group_actions[0].choices) == {"stage"}
     assert set(build_parser(["--help"])._subparsers._group_actions[0].choices) >= {"predict"}
 
@@ -30,7 +30,7 @@ def test_bad_override_names_the_key(tmp_path, capsys):
             "stage",
             "teacher",
             "--params",
-            str(REPO / "params.smoke.yaml"),
+            str(REPO / "params.yaml"),
             "-S",
             "teacher.epochs=many",
             "--root",

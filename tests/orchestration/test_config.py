@@ -4,34 +4,17 @@ import pytest
 import yaml
 
 from orchestration.config import ParamsError, apply_override, load_params
+from orchestration.profiles import profile_params
+from tests.helpers import smoke_params, smoke_raw
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("name", ["params.yaml", "params.smoke.yaml", "params.gpu.yaml"])
-def test_shipped_params_validate(name):
-    params = load_params(REPO / name)
+@pytest.mark.parametrize("profile", ["default", "smoke", "gpu"])
+def test_shipped_profiles_validate(profile):
+    params = profile_params(REPO, profile)
     assert len(params.agreement.experts) >= 2
     assert params.students
-
-
-def test_profiles_have_the_same_schema_as_the_defaults():
-    """params.smoke.yaml and params.gpu.yaml are complete files: the keys of params.yaml."""
-
-    def keys(node, prefix=""):
-        if not isinstance(node, dict):
-            return {prefix}
-        out = set()
-        for key, value in node.items():
-            if prefix.startswith("students.") and prefix.count(".") == 1:
-                key = "*"
-            out |= keys(value, f"{prefix}.{key}" if prefix else str(key))
-        return out
-
-    default = yaml.safe_load((REPO / "params.yaml").read_text())
-    for profile in ("params.smoke.yaml", "params.gpu.yaml"):
-        other = yaml.safe_load((REPO / profile).read_text())
-        assert keys(other) == keys(default), profile
 
 
 def _write(tmp_path, data) -> Path:
@@ -41,7 +24,7 @@ def _write(tmp_path, data) -> Path:
 
 
 def _base() -> dict:
-    return yaml.safe_load((REPO / "params.smoke.yaml").read_text())
+    return smoke_raw()
 
 
 def test_unknown_key_is_named(tmp_path):
@@ -120,7 +103,7 @@ def _fake_hf_folder(folder: Path) -> Path:
 
 
 def test_teacher_source_defaults_to_train_and_ignores_path(tmp_path):
-    params = load_params(REPO / "params.smoke.yaml")
+    params = smoke_params()
     assert params.teacher.source == "train" and params.teacher.path is None
     data = _base()
     data["teacher"]["path"] = "nowhere"
@@ -166,13 +149,13 @@ def test_teacher_path_is_relative_to_params_and_of_the_right_kind(tmp_path, monk
         load_params(_write(tmp_path, data))
 
 
-@pytest.mark.parametrize("name", ["params.yaml", "params.gpu.yaml"])
-def test_the_lineage_rests_on_pretrained_encoders_with_the_largest_as_teacher(name):
+@pytest.mark.parametrize("profile", ["default", "gpu"])
+def test_the_lineage_rests_on_pretrained_encoders_with_the_largest_as_teacher(profile):
     """Depth Anything's recipe: every model starts from a pretrained encoder, the teacher's is
     the largest, and students are smaller models with freshly initialised heads."""
     from depth_core.models.backbones import probe_backbone
 
-    params = load_params(REPO / name)
+    params = profile_params(REPO, profile)
     models = {"teacher": params.teacher.model}
     models.update({n: cfg.model for n, cfg in params.students.items()})
     assert all(m.pretrained for m in models.values()), {n: m.pretrained for n, m in models.items()}

@@ -18,10 +18,9 @@ from orchestration.config import load_params
 from orchestration.files import md5_file
 from orchestration.layout import default_layout
 from orchestration.stages import StageContext, run_stage
-from tests.helpers import save_tiny_depth_anything
-from tests.orchestration.conftest import BIN, REPO, run
+from tests.helpers import save_tiny_depth_anything, smoke_raw
+from tests.orchestration.conftest import BIN, run
 
-SMOKE = REPO / "params.smoke.yaml"
 DATA_STAGES = ("labeled_data", "unlabeled_images", "target_eval")
 TEACHER_PICTURES = ("history.json", "steps.json", "loss_curve.png", "samples.png")
 
@@ -35,8 +34,8 @@ def _local_tracking():
 
 
 def _smoke_params(**teacher) -> dict:
-    """params.smoke.yaml with one short student and a 2-step teacher: teacher + one student vote."""
-    raw = yaml.safe_load(SMOKE.read_text())
+    """The smoke profile with one short student and a 2-step teacher: teacher + one student vote."""
+    raw = smoke_raw()
     name = list(raw["students"])[-1]
     raw["students"] = {name: {**raw["students"][name], "max_steps": 3}}
     raw["agreement"]["experts"] = ["teacher", f"student:{name}"]

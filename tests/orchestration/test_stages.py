@@ -41,12 +41,11 @@ def test_experiment_layout_reads_default_outputs_and_writes_its_own(tmp_path):
 
 
 def test_unknown_stage_and_student_are_named(tmp_path):
-    from orchestration.config import load_params
     from orchestration.stages import StageContext
-    from tests.orchestration.conftest import REPO
+    from tests.helpers import smoke_params
 
     ctx = StageContext(
-        params=load_params(REPO / "params.smoke.yaml"),
+        params=smoke_params(),
         layout=default_layout(tmp_path),
         pipeline_key="k",
     )
