@@ -16,6 +16,7 @@ import argparse
 import copy
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +62,7 @@ def naive_loop(
     return np.stack(out)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--backbone", default=None, help="override the teacher backbone")
@@ -80,9 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda:N")
     parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    device = pick_device(args.device)
+
+def teacher_and_images(
+    args: argparse.Namespace, device: torch.device
+) -> tuple[ModelConfig, torch.nn.Module, np.ndarray]:
+    """The seeded teacher in eval mode and random uint8 images of the pipeline's size."""
     config, pipeline_size = teacher_config(args.params, args.backbone, args.img_size)
     torch.manual_seed(0)
     model = build_model(config).eval().to(device)
@@ -92,6 +97,48 @@ def main(argv: list[str] | None = None) -> int:
     images = np.random.default_rng(0).integers(
         0, 256, (args.images, height, width, 3), dtype=np.uint8
     )
+    return config, model, images
+
+
+def labelling_paths(
+    model: torch.nn.Module, images: np.ndarray, batch_size: int, device: torch.device
+) -> dict[str, Callable[[], np.ndarray]]:
+    """The four ways to label `images`, each a call that returns the disparity maps."""
+    fast = {amp: prepare_for_inference(copy.deepcopy(model), amp) for amp in ("fp32", "bf16")}
+    return {
+        "naive per-image fp32": lambda: naive_loop(model, images, False, device),
+        "naive per-image fp32 no_grad": lambda: naive_loop(model, images, True, device),
+        "batched fp32 inference_mode": lambda: label_images(
+            fast["fp32"], images, batch_size, device, "fp32", False
+        ),
+        "batched bf16 inference_mode": lambda: label_images(
+            fast["bf16"], images, batch_size, device, "bf16", False
+        ),
+    }
+
+
+def best_times(
+    runs: dict[str, Callable[[], np.ndarray]], repeats: int
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Best seconds per path over `repeats` interleaved rounds after one warm-up (allocator,
+    oneDNN primitive caches), and each path's last output."""
+    for fn in runs.values():
+        fn()
+    seconds = {name: float("inf") for name in runs}
+    outputs = {}
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            outputs[name] = fn()
+            seconds[name] = min(seconds[name], time.perf_counter() - start)
+    return seconds, outputs
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    device = pick_device(args.device)
+    config, model, images = teacher_and_images(args, device)
+    height, width = images.shape[1:3]
     print(
         f"teacher {config.backbone} features {config.features} (img_size {config.img_size}), "
         f"{args.images} images {height}x{width} on {device_name(device)}, "
@@ -101,27 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     auto = resolve_inference_amp("auto", device)
-    fast = {amp: prepare_for_inference(copy.deepcopy(model), amp) for amp in ("fp32", "bf16")}
-    runs = {
-        "naive per-image fp32": lambda: naive_loop(model, images, False, device),
-        "naive per-image fp32 no_grad": lambda: naive_loop(model, images, True, device),
-        "batched fp32 inference_mode": lambda: label_images(
-            fast["fp32"], images, args.batch_size, device, "fp32", False
-        ),
-        "batched bf16 inference_mode": lambda: label_images(
-            fast["bf16"], images, args.batch_size, device, "bf16", False
-        ),
-    }
-    for fn in runs.values():  # warm-up: allocator, oneDNN primitive caches
-        fn()
-    seconds = {name: float("inf") for name in runs}
-    outputs = {}
-    for _ in range(args.repeats):
-        for name, fn in runs.items():
-            start = time.perf_counter()
-            outputs[name] = fn()
-            seconds[name] = min(seconds[name], time.perf_counter() - start)
-    for name in runs:
+    seconds, outputs = best_times(
+        labelling_paths(model, images, args.batch_size, device), args.repeats
+    )
+    for name in seconds:
         print(f"{name:<30} {args.images / seconds[name]:8.1f} images/s", flush=True)
 
     fast_name = f"batched {auto} inference_mode"

@@ -142,6 +142,11 @@ class TrainConfig(BaseModel):
     num_workers: int = Field(0, ge=0)
     seed: int = 0
     checkpoint_every: int = Field(200, ge=1, description="steps between resumable checkpoints")
-    log_every: int = Field(1, ge=1, description="steps between train/* log calls")
+    log_every: int = Field(
+        10,
+        ge=1,
+        description="steps between train/* log calls, each given the means since the last; "
+        "only then are those numbers read from the device",
+    )
     val_max_images: int | None = Field(None, ge=1)
     n_samples: int = Field(6, ge=0, description="rows of samples.png")

@@ -1,17 +1,21 @@
 """The training loop for the teacher and the students (Depth Anything recipe).
 
-One function, `train`, read top to bottom: data -> model -> optimizer -> resume -> loop
-(perturb pseudo inputs, forward, loss, backward, clip, step, log, checkpoint) -> validate
-every epoch -> final files. The teacher is `train(..., pseudo=None)`; a student passes
-pseudo-label sets and gets mixed batches, strong perturbations and CutMix on its pseudo
-samples, and trimmed losses there. Every target map is median/MAD-normalised per image first
-(TrainLossConfig.normalize_target), so ground truth and teacher labels of any scale weigh alike.
-Under torchrun the same call runs DistributedDataParallel.
+`train` reads top to bottom: setup (data, schedule, model, optimizer) -> resume -> loop over
+epochs (each step: perturb pseudo inputs, forward, loss, backward, clip, step; log every
+`log_every` steps; checkpoint every `checkpoint_every`) -> validate every epoch -> final files.
+The teacher is `train(..., pseudo=None)`; a student passes pseudo-label sets and gets mixed
+batches, strong perturbations and CutMix on its pseudo samples, and trimmed losses there. Every
+target map is median/MAD-normalised per image first (TrainLossConfig.normalize_target), so
+ground truth and teacher labels of any scale weigh alike. Under torchrun the same call runs
+DistributedDataParallel.
+
+A step waits for the device once, to decide whether its gradient is finite (see `train_step`);
+its loss parts and gradient norm stay on the device until the next log call (`TrainMeters`).
 
 Files in `out_dir`:
     model.safetensors   final weights (written atomically, last)
     checkpoints/        train_state.pt + the model of the last step, for resume
-    history.json        per-epoch metrics and per-step losses
+    history.json        per-epoch metrics and the logged steps' losses
     loss_curve.png, val_metrics.png, samples.png
 """
 
@@ -32,6 +36,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from depth_core.atomic_io import write_json
 from depth_core.data.augment import build_augment
 from depth_core.data.dataset import (
     MixedDataset,
@@ -49,6 +54,7 @@ from depth_core.plots import plot_depth_samples, plot_epoch_metrics, plot_loss_c
 from depth_core.training import distributed as dist_utils
 from depth_core.training.checkpointing import load_train_state, restore_rng, save_train_state
 from depth_core.training.config import PerturbConfig, TrainConfig, TrainLossConfig
+from depth_core.training.meters import STEP_KEYS, Stopwatch, TrainMeters
 from depth_core.training.optim import build_optimizer, build_scheduler
 from depth_core.training.perturb import perturb_pseudo_batch, region_weighted_loss
 from depth_core.training.precision import resolve_precision
@@ -59,6 +65,8 @@ MODEL_FILE = "model.safetensors"
 CHECKPOINT_DIR = "checkpoints"
 HISTORY_FILE = "history.json"
 MAX_BAD_STEPS = 10
+# The step log travels in every checkpoint; past this many rows it keeps every other one.
+MAX_STEP_ROWS = 1000
 
 LogFn = Callable[[dict[str, float], int], None]
 
@@ -75,7 +83,7 @@ class TrainResult:
 
 @dataclass
 class LoopState:
-    """Everything the loop needs to continue exactly where it stopped."""
+    """Everything the loop needs to continue exactly where it stopped (saved in checkpoints)."""
 
     epoch: int = 0
     step: int = 0
@@ -89,9 +97,26 @@ class LoopState:
     precision: str = ""
     history: list[dict[str, float]] = field(default_factory=list)
     steps_log: list[dict[str, float]] = field(default_factory=list)
+    step_rows_seen: int = 0
+    step_row_stride: int = 1
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
+
+    def record_step_row(self, row: dict[str, float]) -> None:
+        """Add a logged step to `steps_log`, which stays at most MAX_STEP_ROWS rows long.
+
+        When it would grow past that, every other row goes and from then on only every
+        `step_row_stride`-th logged step is kept: the loss curve still spans the whole run,
+        and a long run's checkpoints stay small. The rule depends only on the sequence of
+        logged steps, so a resumed run keeps the same rows as an uninterrupted one.
+        """
+        if self.step_rows_seen % self.step_row_stride == 0:
+            self.steps_log.append(row)
+            if len(self.steps_log) > MAX_STEP_ROWS:
+                del self.steps_log[1::2]
+                self.step_row_stride *= 2
+        self.step_rows_seen += 1
 
 
 # ---------------------------------------------------------------------------------- data
@@ -191,6 +216,14 @@ class TrainData:
 # ---------------------------------------------------------------------------------- step
 
 
+@dataclass(frozen=True)
+class StepOutcome:
+    """One step's logged scalars, still on the device, and whether its update was applied."""
+
+    values: torch.Tensor  # float64 (len(STEP_KEYS),): loss, ssi, gradient, grad_norm; detached
+    applied: bool  # False: the gradient was not finite and the update was skipped
+
+
 def batch_loss(
     pred: torch.Tensor,
     target: torch.Tensor,
@@ -202,20 +235,24 @@ def batch_loss(
     """Labeled and pseudo samples scored separately, weighted by their share of the batch.
 
     Each group is one affine-invariant batch loss; pseudo samples drop their largest-loss
-    pixels (`pseudo_trim`) and have their CutMix regions aligned separately.
+    pixels (`pseudo_trim`) and have their CutMix regions aligned separately. `is_pseudo` is
+    read on the host (the data loader's flags), so splitting the batch never waits for the
+    device.
     """
-    n = len(pred)
+    flags = torch.as_tensor(is_pseudo, dtype=torch.bool, device="cpu")
+    n = len(flags)
     total = pred.new_zeros(())
     parts = {"ssi": pred.new_zeros(()), "gradient": pred.new_zeros(())}
     for pseudo_group, trim in ((False, config.labeled_trim), (True, config.pseudo_trim)):
-        selected = is_pseudo == pseudo_group
+        selected = flags == pseudo_group
         count = int(selected.sum())
         if count == 0:
             continue
+        rows = _rows(selected, pred.device)
         loss_fn = partial(depth_loss, **config.loss_kwargs(), trim=trim, return_parts=True)
-        args = (pred[selected], target[selected], mask[selected])
+        args = (pred[rows], target[rows], mask[rows])
         if pseudo_group:
-            group_total, group_parts = region_weighted_loss(loss_fn, *args, pasted[selected])
+            group_total, group_parts = region_weighted_loss(loss_fn, *args, pasted[rows])
         else:
             group_total, group_parts = loss_fn(*args)
         weight = count / n
@@ -224,6 +261,14 @@ def batch_loss(
     if config.scale_anchor > 0:
         total = total + config.scale_anchor * scale_anchor_penalty(pred, mask)
     return total, parts
+
+
+def _rows(selected: torch.Tensor, device: torch.device) -> slice | torch.Tensor:
+    """An index of the rows a host-side bool mask selects: every row as a slice (no copy),
+    else their positions, sent to `device` without waiting for it."""
+    if bool(selected.all()):
+        return slice(None)
+    return selected.nonzero().squeeze(1).to(device, non_blocking=True)
 
 
 def scale_anchor_penalty(pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -253,20 +298,24 @@ def train_step(
     precision: str,
     generator: torch.Generator,
     perturb: PerturbConfig | None = None,
-) -> dict[str, float]:
-    """One optimisation step on one batch; returns the logged scalars (loss parts, grad norm).
+) -> StepOutcome:
+    """One optimisation step on one batch.
 
-    `perturb` overrides `config.perturb` (the trainer passes the step's schedule).
+    The step waits for the device once, to read whether the gradient norm is finite: skipping
+    a poisoned AdamW update exactly (weights, moments and step count untouched) needs that
+    decision on the host, and it is taken once all of the step's work is queued. The logged
+    scalars stay on the device. `perturb` overrides `config.perturb` (the trainer passes the
+    step's schedule).
     """
     image = batch["image"].to(device, non_blocking=True)
     target = batch["disparity"].to(device, non_blocking=True)
     mask = batch["mask"].to(device, non_blocking=True)
-    is_pseudo = torch.as_tensor(batch["pseudo"], dtype=torch.bool, device=device)
+    is_pseudo = torch.as_tensor(batch["pseudo"], dtype=torch.bool, device="cpu")
     if config.loss.normalize_target:  # GT and teacher labels on one scale (see TrainLossConfig)
         target = normalize_median(target, mask)
     pasted = torch.zeros_like(mask)
     if is_pseudo.any():  # strong perturbations: the student sees hard inputs, clean labels
-        index = is_pseudo.nonzero().squeeze(1)
+        index = is_pseudo.nonzero().squeeze(1).to(device, non_blocking=True)
         hard = perturb_pseudo_batch(
             image[index],
             target[index],
@@ -292,19 +341,59 @@ def train_step(
     # The norm is computed after DDP's all-reduce, so every rank takes the same decision.
     max_norm = config.optim.grad_clip if config.optim.grad_clip is not None else math.inf
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-    finite = bool(torch.isfinite(grad_norm))
-    if finite:
+    applied = bool(torch.isfinite(grad_norm))
+    if applied:
         optimizer.step()
-    return {
-        "train/loss": float(loss.detach()),
-        "train/ssi": float(parts["ssi"]),
-        "train/gradient": float(parts["gradient"]),
-        "train/grad_norm": float(grad_norm),
-        "finite": float(finite),
+    scalars = {
+        "train/loss": loss,
+        "train/ssi": parts["ssi"],
+        "train/gradient": parts["gradient"],
+        "train/grad_norm": grad_norm,
     }
+    values = torch.stack([scalars[key].detach().double() for key in STEP_KEYS])
+    return StepOutcome(values, applied)
 
 
 # ---------------------------------------------------------------------------------- train
+
+
+@dataclass(frozen=True)
+class Run:
+    """What one `train` call was asked to do; fixed for the whole run."""
+
+    config: TrainConfig
+    out_dir: Path
+    val_sets: dict[str, Path]
+    log: LogFn | None
+    device: torch.device
+    ctx: dist_utils.DistContext
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.out_dir / CHECKPOINT_DIR
+
+    def emit(self, values: dict[str, float], step: int) -> None:
+        """The caller's `log` callback, on rank 0 only."""
+        if self.log is not None and self.ctx.is_main:
+            self.log(values, step)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Batches per epoch (the same on every rank: the shortest rank's) and the run's steps."""
+
+    epoch_batches: list[int]
+    total_steps: int
+
+
+@dataclass(frozen=True)
+class Learner:
+    """The model, its optimizer and its learning-rate schedule."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
 
 
 def train(
@@ -319,44 +408,58 @@ def train(
 ) -> TrainResult:
     """Train one model (teacher: `pseudo=None`; student: pseudo-label sets given).
 
-    `log(metrics, step)` receives per-step train/loss, train/ssi, train/gradient, train/lr,
-    train/grad_norm and per-epoch val/<set>/<metric>; it is only called on rank 0. With
-    `resume`, a matching checkpoint in out_dir/checkpoints is continued exactly (optimizer,
-    schedule, RNG, data position); a checkpoint of a different configuration is ignored.
+    `log(metrics, step)` is only called on rank 0. It receives train/loss, train/ssi,
+    train/gradient and train/grad_norm (their means over the steps since the previous call)
+    with train/lr, every `log_every` steps, before each checkpoint and after the last step;
+    and per epoch the epoch's train/loss and val/<set>/<metric>. With `resume`, a matching
+    checkpoint in out_dir/checkpoints is continued exactly (optimizer, schedule, RNG, data
+    position); a checkpoint of a different configuration is ignored.
     """
     base_device = pick_device(device if device is not None else config.device)
     ctx = dist_utils.setup(base_device)
     try:
-        return _train(
-            config,
-            Path(out_dir),
-            labeled_dirs,
-            val_sets,
-            pseudo,
-            log,
-            resume,
-            dist_utils.local_device(base_device, ctx),
-            ctx,
+        run = Run(
+            config, Path(out_dir), val_sets, log, dist_utils.local_device(base_device, ctx), ctx
         )
+        return _train(run, labeled_dirs, pseudo, resume)
     finally:
         dist_utils.teardown(ctx)
 
 
 def _train(
-    config, out_dir, labeled_dirs, val_sets, pseudo, log, resume, device, ctx
+    run: Run, labeled_dirs: list[Path], pseudo: list[tuple[Path, Path]] | None, resume: bool
 ) -> TrainResult:
-    started = time.perf_counter()
-    ckpt_dir = out_dir / CHECKPOINT_DIR
-    if ctx.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
+    """setup -> resume -> loop (train an epoch, validate it) -> final files."""
+    _check_val_sets(run.val_sets)
+    if run.ctx.is_main:
+        run.out_dir.mkdir(parents=True, exist_ok=True)
+    data = TrainData(run.config, labeled_dirs, pseudo, run.ctx)
+    schedule = _agree_on_schedule(run, data)
+    learner = _build_learner(run, schedule.total_steps)
+    fingerprint = _fingerprint(run.config, data, run.val_sets, schedule.total_steps)
+    state = _resume_or_start(run, learner, fingerprint, resume)
+    if not state.precision:
+        state.precision = resolve_precision(run.config.precision, run.device)
+    logger.info("training in %s on %s", state.precision, run.device)
+
+    loop = Loop(run, data, schedule, learner, state, fingerprint)
+    while loop.unfinished():
+        loop.train_epoch()
+        loop.end_epoch()
+    return loop.finish()
+
+
+def _check_val_sets(val_sets: dict[str, Path]) -> None:
     for name, path in val_sets.items():
         if not Path(path).is_dir():
             raise FileNotFoundError(f"val_sets[{name!r}]: dataset directory {path} does not exist")
 
-    # ---- data: the epoch length is the same on every rank (the shortest rank's)
-    data = TrainData(config, labeled_dirs, pseudo, ctx)
-    epoch_batches = [data.batches_in_epoch(e) for e in range(config.epochs)]
-    epoch_batches = dist_utils.min_across_ranks(epoch_batches, ctx, device)
+
+def _agree_on_schedule(run: Run, data: TrainData) -> Schedule:
+    """Every rank takes as many steps per epoch as the shortest rank has batches."""
+    config = run.config
+    local = [data.batches_in_epoch(e) for e in range(config.epochs)]
+    epoch_batches = dist_utils.min_across_ranks(local, run.ctx, run.device)
     if min(epoch_batches) == 0:
         raise ValueError(
             f"an epoch holds fewer than batch_size={config.batch_size} samples per process; "
@@ -365,182 +468,237 @@ def _train(
     total_steps = sum(epoch_batches)
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
+    return Schedule(epoch_batches, total_steps)
 
-    # ---- model, optimizer, schedule (identical initial weights on every rank)
+
+def _build_learner(run: Run, total_steps: int) -> Learner:
+    """Model, optimizer and schedule, with identical initial weights on every rank."""
+    config = run.config
     torch.manual_seed(config.seed)
-    model = build_model(config.model).to(device)
+    model = build_model(config.model).to(run.device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, config.optim)
-    scheduler = build_scheduler(optimizer, total_steps, config.optim)
-    fingerprint = _fingerprint(config, data, val_sets, total_steps)
+    return Learner(model, optimizer, build_scheduler(optimizer, total_steps, config.optim))
 
-    # ---- resume from the last checkpoint of the same configuration
-    state = LoopState()
-    loaded = load_train_state(ckpt_dir) if resume else None
+
+def _resume_or_start(run: Run, learner: Learner, fingerprint: str, resume: bool) -> LoopState:
+    """The loop state of the last checkpoint of this configuration, with the weights, optimizer,
+    schedule and RNG restored from it; a fresh state (RNG seeded per rank) when there is none."""
+    loaded = load_train_state(run.checkpoint_dir) if resume else None
     if loaded is not None and loaded[0].get("fingerprint") != fingerprint:
         logger.warning(
-            "%s: checkpoint of a different configuration or data; starting afresh", ckpt_dir
+            "%s: checkpoint of a different configuration or data; starting afresh",
+            run.checkpoint_dir,
         )
         loaded = None
-    if loaded is not None:
-        saved, saved_model = loaded
-        model.load_state_dict(saved_model.state_dict())
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        state = LoopState(**saved["loop"])
-        if ctx.is_main:
-            restore_rng(saved["rng"])
-        else:
-            torch.manual_seed(derive_seed(config.seed, ctx.rank, state.step))
-        logger.info(
-            "resuming from step %d (epoch %d, batch %d)",
-            state.step,
-            state.epoch,
-            state.batch_in_epoch,
-        )
+    if loaded is None:
+        torch.manual_seed(derive_seed(run.config.seed, run.ctx.rank))
+        return LoopState()
+    saved, saved_model = loaded
+    learner.model.load_state_dict(saved_model.state_dict())
+    learner.optimizer.load_state_dict(saved["optimizer"])
+    learner.scheduler.load_state_dict(saved["scheduler"])
+    state = LoopState(**saved["loop"])
+    if run.ctx.is_main:
+        restore_rng(saved["rng"])
     else:
-        torch.manual_seed(derive_seed(config.seed, ctx.rank))
-    if not state.precision:
-        state.precision = resolve_precision(config.precision, device)
-    logger.info("training in %s on %s", state.precision, device)
-    ddp_model = dist_utils.wrap(model, ctx, device)
-
-    def emit(values: dict[str, float], step: int) -> None:
-        if log is not None and ctx.is_main:
-            log(values, step)
-
-    def checkpoint() -> None:
-        if ctx.is_main:
-            save_train_state(
-                ckpt_dir,
-                model,
-                {
-                    "step": state.step,
-                    "fingerprint": fingerprint,
-                    "loop": state.to_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                },
-            )
-        dist_utils.barrier(ctx)
-
-    # ---- the loop
-    progress = tqdm(
-        total=total_steps,
-        initial=state.step,
-        desc="train",
-        unit="step",
-        disable=not ctx.is_main,
-        dynamic_ncols=True,
-        mininterval=2.0,
+        torch.manual_seed(derive_seed(run.config.seed, run.ctx.rank, state.step))
+    logger.info(
+        "resuming from step %d (epoch %d, batch %d)", state.step, state.epoch, state.batch_in_epoch
     )
-    session_start = time.perf_counter()
-    while state.epoch < config.epochs and state.step < total_steps or _epoch_unfinished(state):
-        epoch = state.epoch
-        if state.batch_in_epoch < epoch_batches[epoch] and state.step < total_steps:
-            ddp_model.train()
-            loader = data.loader(epoch, state.batch_in_epoch, pin_memory=device.type == "cuda")
-            step_start = time.perf_counter()
-            for batch in loader:
-                if state.batch_in_epoch >= epoch_batches[epoch] or state.step >= total_steps:
-                    break
-                lr = optimizer.param_groups[0]["lr"]
-                generator = torch.Generator().manual_seed(
-                    derive_seed(config.seed, ctx.rank, state.step, 7)
-                )
-                out = train_step(
-                    ddp_model,
-                    optimizer,
-                    batch,
-                    config,
-                    device,
-                    state.precision,
-                    generator,
-                    perturb=config.perturb.for_step(state.step, total_steps),
-                )
-                scheduler.step()
-                state.step += 1
-                state.batch_in_epoch += 1
-                state.train_images += config.batch_size * ctx.world_size
-                if out.pop("finite"):  # the update was applied
-                    state.bad_steps = 0
-                    values = dist_utils.mean_across_ranks(out, ctx, device)
-                    values["train/lr"] = lr
-                    state.epoch_loss_sum += values["train/loss"]
-                    state.epoch_loss_count += 1
-                    if state.step % config.log_every == 0 or state.step == total_steps:
-                        state.steps_log.append({"step": state.step, **values})
-                        emit(values, state.step)
-                    progress.set_postfix(
-                        epoch=epoch + 1, loss=f"{values['train/loss']:.4f}", refresh=False
-                    )
-                else:  # skipped: a non-finite gradient would poison the weights
-                    state.bad_steps += 1
-                    if state.bad_steps >= MAX_BAD_STEPS:
-                        raise FloatingPointError(
-                            f"{MAX_BAD_STEPS} consecutive steps with non-finite gradients (last at "
-                            f"step {state.step}); lower optim.lr or use precision fp32"
-                        )
-                state.train_seconds += time.perf_counter() - step_start
-                progress.update(1)
-                step_start = time.perf_counter()
-                if state.step % config.checkpoint_every == 0:
-                    state.wall_seconds += time.perf_counter() - session_start
-                    session_start = time.perf_counter()
-                    checkpoint()
-                    step_start = time.perf_counter()
+    return state
 
-        # ---- end of epoch: validate, record, checkpoint
+
+class Loop:
+    """The epochs and steps of one run. Whatever resume needs lives in `state`; the device-side
+    sums (`meters`) and the clocks are copied into it before each checkpoint."""
+
+    def __init__(
+        self,
+        run: Run,
+        data: TrainData,
+        schedule: Schedule,
+        learner: Learner,
+        state: LoopState,
+        fingerprint: str,
+    ) -> None:
+        self.run, self.data, self.schedule = run, data, schedule
+        self.learner, self.state, self.fingerprint = learner, state, fingerprint
+        self.network = dist_utils.wrap(learner.model, run.ctx, run.device)  # DDP under torchrun
+        self.meters = TrainMeters(run.device, run.ctx, state.epoch_loss_sum)
+        self.wall = Stopwatch(state.wall_seconds)  # the whole loop: steps, checkpoints, validation
+        self.stepping = Stopwatch(state.train_seconds)  # loading batches and training on them
+        self.progress = tqdm(
+            total=schedule.total_steps,
+            initial=state.step,
+            desc="train",
+            unit="step",
+            disable=not run.ctx.is_main,
+            dynamic_ncols=True,
+            mininterval=2.0,
+        )
+        self.wall.start()
+
+    def unfinished(self) -> bool:
+        """Steps left to train, or an epoch trained but not validated (killed after its end)."""
+        state = self.state
+        steps_left = state.epoch < self.run.config.epochs and state.step < self.schedule.total_steps
+        return steps_left or state.batch_in_epoch > 0
+
+    def _batches_left(self) -> bool:
+        state = self.state
+        return (
+            state.batch_in_epoch < self.schedule.epoch_batches[state.epoch]
+            and state.step < self.schedule.total_steps
+        )
+
+    def train_epoch(self) -> None:
+        """The current epoch's batches not trained yet; a checkpoint every `checkpoint_every`."""
+        if not self._batches_left():
+            return
+        self.network.train()
+        pin_memory = self.run.device.type == "cuda"
+        loader = self.data.loader(self.state.epoch, self.state.batch_in_epoch, pin_memory)
+        self.stepping.start()
+        for batch in loader:
+            if not self._batches_left():
+                break
+            self.step(batch)
+            if self.state.step % self.run.config.checkpoint_every == 0:
+                with self.stepping.paused():
+                    self.checkpoint()
+        self.stepping.stop()
+
+    def step(self, batch: dict[str, torch.Tensor]) -> None:
+        """One training step and its bookkeeping: counters, the skip rule, logging."""
+        config, ctx, state = self.run.config, self.run.ctx, self.state
+        total_steps = self.schedule.total_steps
+        lr = self.learner.optimizer.param_groups[0]["lr"]
+        outcome = train_step(
+            self.network,
+            self.learner.optimizer,
+            batch,
+            config,
+            self.run.device,
+            state.precision,
+            torch.Generator().manual_seed(derive_seed(config.seed, ctx.rank, state.step, 7)),
+            perturb=config.perturb.for_step(state.step, total_steps),
+        )
+        self.learner.scheduler.step()
+        state.step += 1
+        state.batch_in_epoch += 1
+        state.train_images += config.batch_size * ctx.world_size
+        if outcome.applied:
+            state.bad_steps = 0
+            state.epoch_loss_count += 1
+            self.meters.add(outcome.values, lr)
+        else:
+            self._count_skipped_step()
+        if state.step % config.log_every == 0 or state.step == total_steps:
+            self.log_train_metrics()
+        self.progress.update(1)
+
+    def _count_skipped_step(self) -> None:
+        """A non-finite gradient would poison the weights: that update was skipped. Many in a
+        row mean the run diverged."""
+        self.state.bad_steps += 1
+        if self.state.bad_steps >= MAX_BAD_STEPS:
+            raise FloatingPointError(
+                f"{MAX_BAD_STEPS} consecutive steps with non-finite gradients (last at "
+                f"step {self.state.step}); lower optim.lr or use precision fp32"
+            )
+
+    def log_train_metrics(self) -> None:
+        """Read the train/* means since the last call (the host's one wait for them), record
+        them in the step log and hand them to `log`."""
+        values = self.meters.pop_window()
+        if values is None:  # every step since the last call was skipped
+            return
+        self.state.record_step_row({"step": self.state.step, **values})
+        self.run.emit(values, self.state.step)
+        loss = f"{values['train/loss']:.4f}"
+        self.progress.set_postfix(epoch=self.state.epoch + 1, loss=loss, refresh=False)
+
+    def end_epoch(self) -> None:
+        """Validate, record the epoch's row, checkpoint and rewrite history.json."""
+        run, state = self.run, self.state
+        self.log_train_metrics()
+        loss_sum = self.meters.epoch_loss_sum()
         row = {
-            "epoch": epoch + 1,
+            "epoch": state.epoch + 1,
             "step": state.step,
-            "train/loss": state.epoch_loss_sum / max(state.epoch_loss_count, 1),
+            "train/loss": loss_sum / max(state.epoch_loss_count, 1),
         }
-        row.update(_validate(model, val_sets, config, device, ctx))
-        emit({k: v for k, v in row.items() if k not in ("epoch", "step")}, state.step)
+        row.update(_validate(run, self.learner.model))
+        run.emit({k: v for k, v in row.items() if k not in ("epoch", "step")}, state.step)
         state.history.append(row)
         state.epoch += 1
         state.batch_in_epoch = 0
-        state.epoch_loss_sum, state.epoch_loss_count = 0.0, 0
-        state.wall_seconds += time.perf_counter() - session_start
-        session_start = time.perf_counter()
-        checkpoint()
-        if ctx.is_main:
-            _write_history(out_dir, state, config)
-        if state.step >= total_steps:
-            break
+        state.epoch_loss_count = 0
+        self.meters.new_epoch()
+        self.checkpoint()
+        if run.ctx.is_main:
+            _write_history(run.out_dir, state, run.config)
 
-    # ---- final files
-    progress.close()
-    dist_utils.assert_in_sync(ddp_model, ctx, device)
-    state.wall_seconds += time.perf_counter() - session_start
-    metrics = _final_metrics(state)
-    final_path = out_dir / MODEL_FILE
-    if ctx.is_main:
-        _write_history(out_dir, state, config, plots=True)
-        _write_samples(out_dir, model, val_sets, config, device)
-        save_checkpoint(
-            final_path,
-            model,
-            metadata={
-                "train_config": config.model_dump(mode="json"),
-                "metrics": {k: v for k, v in metrics.items() if math.isfinite(v)},
-            },
+    def checkpoint(self) -> None:
+        """Save what resume needs; rank 0 writes, every rank waits for it.
+
+        The train/* window is logged first, so a checkpoint never holds a half-summed window
+        and a resumed run logs the same values at the same steps as an uninterrupted one.
+        """
+        self.log_train_metrics()
+        self.state.epoch_loss_sum = self.meters.epoch_loss_sum()
+        self._copy_clocks_to_state()
+        run, learner = self.run, self.learner
+        if run.ctx.is_main:
+            save_train_state(
+                run.checkpoint_dir,
+                learner.model,
+                {
+                    "step": self.state.step,
+                    "fingerprint": self.fingerprint,
+                    "loop": self.state.to_dict(),
+                    "optimizer": learner.optimizer.state_dict(),
+                    "scheduler": learner.scheduler.state_dict(),
+                },
+            )
+        dist_utils.barrier(run.ctx)
+
+    def _copy_clocks_to_state(self) -> None:
+        self.state.wall_seconds = self.wall.read()
+        self.state.train_seconds = self.stepping.read()
+
+    def finish(self) -> TrainResult:
+        """Check the replicas agree, then write history, pictures and the final weights."""
+        run, state, model = self.run, self.state, self.learner.model
+        self.progress.close()
+        dist_utils.assert_in_sync(self.network, run.ctx, run.device)
+        self.wall.stop()
+        self._copy_clocks_to_state()
+        metrics = _final_metrics(state)
+        final_path = run.out_dir / MODEL_FILE
+        if run.ctx.is_main:
+            _write_history(run.out_dir, state, run.config, plots=True)
+            _write_samples(run, model)
+            save_checkpoint(
+                final_path,
+                model,
+                metadata={
+                    "train_config": run.config.model_dump(mode="json"),
+                    "metrics": {k: v for k, v in metrics.items() if math.isfinite(v)},
+                },
+            )
+        dist_utils.barrier(run.ctx)
+        logger.info(
+            "trained %d steps in %.1f s (this session %.1f s)",
+            state.step,
+            state.wall_seconds,
+            time.perf_counter() - run.started,
         )
-    dist_utils.barrier(ctx)
-    logger.info(
-        "trained %d steps in %.1f s (this session %.1f s)",
-        state.step,
-        state.wall_seconds,
-        time.perf_counter() - started,
-    )
-    return TrainResult(metrics=metrics, history=state.history, checkpoint=final_path, model=model)
-
-
-def _epoch_unfinished(state: LoopState) -> bool:
-    """A run killed after its last step but before that epoch's validation must still finish it."""
-    return state.batch_in_epoch > 0
+        return TrainResult(
+            metrics=metrics, history=state.history, checkpoint=final_path, model=model
+        )
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -561,18 +719,19 @@ def _fingerprint(
     )
 
 
-def _validate(model, val_sets, config, device, ctx) -> dict[str, float]:
+def _validate(run: Run, model: nn.Module) -> dict[str, float]:
     """val/<set>/<metric> on rank 0 (the others wait); the same keys for teacher and student.
 
     Always in fp32, whatever the training precision, so every model's numbers are comparable
     with each other and with `depth-distill evaluate`.
     """
+    config = run.config
     values: dict[str, float] = {}
-    if ctx.is_main:
+    if run.ctx.is_main:
         values = evaluate_sets(
-            model, val_sets, config.batch_size, device, config.val_max_images, config.seed
+            model, run.val_sets, config.batch_size, run.device, config.val_max_images, config.seed
         )
-    dist_utils.barrier(ctx)
+    dist_utils.barrier(run.ctx)
     return values
 
 
@@ -601,30 +760,29 @@ def _write_history(
         "steps": state.steps_log,
         "config": config.model_dump(mode="json"),
     }
-    tmp = out_dir / f".{HISTORY_FILE}.tmp"
-    tmp.write_text(json.dumps(payload, indent=1, allow_nan=True))
-    os.replace(tmp, out_dir / HISTORY_FILE)
+    write_json(out_dir / HISTORY_FILE, payload, indent=1)
     if plots:
         plot_loss_curve(state.steps_log, out_dir / "loss_curve.png")
         plot_epoch_metrics(state.history, out_dir / "val_metrics.png")
 
 
 @torch.inference_mode()
-def _write_samples(out_dir, model, val_sets, config, device) -> None:
+def _write_samples(run: Run, model: nn.Module) -> None:
     """image | prediction | ground truth for the first images of the first validation set."""
-    if config.n_samples == 0 or not val_sets:
+    n_samples = run.config.n_samples
+    if n_samples == 0 or not run.val_sets:
         return
     arrays = load_arrays(
-        next(iter(val_sets.values())), limit=config.n_samples, keys=["image", "depth", "mask"]
+        next(iter(run.val_sets.values())), limit=n_samples, keys=["image", "depth", "mask"]
     )
-    image = torch.from_numpy(arrays["image"]).permute(0, 3, 1, 2).float().div(255.0).to(device)
+    image = torch.from_numpy(arrays["image"]).permute(0, 3, 1, 2).float().div(255.0)
     model.eval()
-    pred = model(image).float().cpu().numpy()
+    pred = model(image.to(run.device)).float().cpu().numpy()
     depth, mask = arrays["depth"], arrays["mask"].astype(bool) & (arrays["depth"] > 0)
     gt = [
         torch.where(torch.from_numpy(m), 1.0 / torch.from_numpy(d).clamp(min=1e-6), 0.0).numpy()
         for d, m in zip(depth, mask)
     ]
     plot_depth_samples(
-        list(arrays["image"]), list(pred), gt, out_dir / "samples.png", masks=list(mask)
+        list(arrays["image"]), list(pred), gt, run.out_dir / "samples.png", masks=list(mask)
     )

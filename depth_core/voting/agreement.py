@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -152,9 +153,31 @@ def _write_parquet(path: Path, frame: pd.DataFrame) -> None:
     atomic_write(path, buf.getvalue())
 
 
-def _pairs_table(ids, pairs, names, votes, consistent, majority, gt) -> pd.DataFrame:
+@dataclass(frozen=True)
+class _Ballot:
+    """The pairs, every expert's vote on them and what the outputs are written from."""
+
+    ids: list[str]
+    names: list[str]  # the experts, in vote order
+    images: Sequence[np.ndarray]
+    maps: list[list[np.ndarray]]  # [expert][image] disparity
+    pairs: PointPairs
+    votes: np.ndarray  # (experts, pairs): TIE / POINT1 / POINT2
+    margins: np.ndarray
+    consistent: np.ndarray  # per pair: every expert agrees
+    majority: np.ndarray
+    gt: np.ndarray | None  # ground-truth order per pair, where known
+    disagreement: list[np.ndarray]  # per image: the experts' disagreement map
+    mean_disagreement: np.ndarray  # per image, NaN where the map is empty
+
+    def expert_maps(self, image: int) -> list[np.ndarray]:
+        return [maps[image] for maps in self.maps]
+
+
+def _pairs_table(ballot: _Ballot) -> pd.DataFrame:
+    pairs = ballot.pairs
     table = {
-        "image_id": np.asarray(ids, dtype=object)[pairs.image_index],
+        "image_id": np.asarray(ballot.ids, dtype=object)[pairs.image_index],
         "image_index": pairs.image_index,
         "h1": pairs.point1[:, 0],
         "w1": pairs.point1[:, 1],
@@ -162,38 +185,40 @@ def _pairs_table(ids, pairs, names, votes, consistent, majority, gt) -> pd.DataF
         "w2": pairs.point2[:, 1],
         "kind": pairs.kind_names(),
     }
-    for i, name in enumerate(names):
-        table[f"vote/{name}"] = votes[i]
-    table["verdict"] = np.where(consistent, "consistent", "disagreement")
-    table["majority"] = majority
+    for i, name in enumerate(ballot.names):
+        table[f"vote/{name}"] = ballot.votes[i]
+    table["verdict"] = np.where(ballot.consistent, "consistent", "disagreement")
+    table["majority"] = ballot.majority
     frame = pd.DataFrame(table)
-    if gt is not None:
-        frame["gt_closer"] = pd.array(np.where(gt == TIE, None, gt), dtype="Int8")
+    if ballot.gt is not None:
+        frame["gt_closer"] = pd.array(np.where(ballot.gt == TIE, None, ballot.gt), dtype="Int8")
     else:
         frame["gt_closer"] = pd.array([None] * len(pairs), dtype="Int8")
     return frame
 
 
-def _review_queue(ids, pairs, names, votes, consistent, majority):
+def _review_queue(ballot: _Ballot):
     """Disagreement pairs, most contested first within each image -> (mapping, meta)."""
+    votes, consistent, majority = ballot.votes, ballot.consistent, ballot.majority
+    pairs = ballot.pairs
     c1 = (votes == POINT1).sum(axis=0)
     c2 = (votes == POINT2).sum(axis=0)
     contest = np.minimum(c1, c2) + (votes == TIE).sum(axis=0)
     sel = np.flatnonzero(~consistent & (majority != TIE))
     sel = sel[np.lexsort((-contest[sel], pairs.image_index[sel]))]
     sub = pairs.select(sel)
-    mapping = pairs_to_annotations(sub, ids, majority[sel])
+    mapping = pairs_to_annotations(sub, ballot.ids, majority[sel])
     meta_votes: dict[str, list] = {}
     for k, i in enumerate(sel):
-        meta_votes.setdefault(str(ids[sub.image_index[k]]), []).append(
-            {name: _VOTE_NAMES[int(votes[e, i])] for e, name in enumerate(names)}
+        meta_votes.setdefault(str(ballot.ids[sub.image_index[k]]), []).append(
+            {name: _VOTE_NAMES[int(votes[e, i])] for e, name in enumerate(ballot.names)}
         )
     meta = {
         "status": "needs_review",
         "format": "DA-2K annotations.json (image path -> list of point pairs)",
         "closer_point": "provisional: the experts' majority vote (ties broken by the experts' "
         "summed normalised disparity margins); a person must confirm or flip it",
-        "experts": names,
+        "experts": ballot.names,
         "n_pairs": len(sel),
         "n_undecided_left_out": int((~consistent & (majority == TIE)).sum()),
         "votes": meta_votes,
@@ -227,86 +252,137 @@ def run_agreement(
     ids = [str(i) for i in image_ids]
     names = _validate_inputs(expert_disparities, images, ids, gt_depth, gt_mask, pair_labels)
     maps = [list(expert_disparities[n]) for n in names]
-    n_img = len(images)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
     if gt_depth is not None and gt_mask is None:
         gt_mask = [np.isfinite(d) & (np.asarray(d) > 0) for d in gt_depth]
     if pairs is None:
-        if gt_depth is not None:
-            valid = [
-                np.asarray(m, bool) & np.isfinite(d) & (np.asarray(d) > 0)
-                for d, m in zip(gt_depth, gt_mask)
-            ]
-        elif gt_mask is not None:
-            valid = [np.asarray(m, bool) for m in gt_mask]
-        else:
-            valid = [
-                np.all([np.isfinite(maps[e][i]) for e in range(len(names))], axis=0)
-                for i in range(n_img)
-            ]
-        guides = [
-            log_disparity_guide([maps[e][i] for e in range(len(names))]) for i in range(n_img)
-        ]
-        shapes = [np.shape(img)[:2] for img in images]
-        pairs = sample_pairs(shapes, config.pairs, ids, valid, guides)
+        pairs = _sample_pairs(maps, images, ids, config.pairs, gt_depth, gt_mask)
     elif pair_labels is not None and len(pair_labels) != len(pairs):
         raise ValueError(f"pair_labels has {len(pair_labels)} entries for {len(pairs)} pairs")
-
-    votes = judge(maps, pairs)
-    margins = pair_margins(maps, pairs)
-    consistent = is_consistent(votes)
-    majority = majority_vote(votes, margins)
     if pair_labels is not None:
         gt = np.asarray(pair_labels, np.int8)
     elif gt_depth is not None:
         gt = ground_truth_order(list(gt_depth), list(gt_mask), pairs, config.gt_rel_tol)
     else:
         gt = None
+    ballot = _vote(ids, names, images, maps, pairs, gt, gt_mask)
 
-    metrics = agreement_metrics(votes, names, gt, margins)
+    metrics, kind_rates = _agreement_metrics(ballot)
+    _write_vote_files(out, ballot, metrics)
+    dmap_rgb = [disagreement_to_rgb(d, config.disagreement_vmax) for d in ballot.disagreement]
+    if config.save_disagreement_maps:
+        for i, rgb in enumerate(dmap_rgb):
+            atomic_write(out / MAPS_DIR / _safe_name(i, ids[i]), png_bytes(rgb))
+    _write_report(out, ballot, dmap_rgb, metrics, kind_rates, config)
+    return metrics
+
+
+def _sample_pairs(maps, images, ids, config: PairConfig, gt_depth, gt_mask) -> PointPairs:
+    """Pairs drawn where the ground truth is valid (or, without it, where every expert's
+    disparity is finite), guided by the experts' log disparity."""
+    n_img = len(images)
+    if gt_depth is not None:
+        valid = [
+            np.asarray(m, bool) & np.isfinite(d) & (np.asarray(d) > 0)
+            for d, m in zip(gt_depth, gt_mask)
+        ]
+    elif gt_mask is not None:
+        valid = [np.asarray(m, bool) for m in gt_mask]
+    else:
+        valid = [np.all([np.isfinite(m[i]) for m in maps], axis=0) for i in range(n_img)]
+    guides = [log_disparity_guide([m[i] for m in maps]) for i in range(n_img)]
+    shapes = [np.shape(img)[:2] for img in images]
+    return sample_pairs(shapes, config, ids, valid, guides)
+
+
+def _vote(ids, names, images, maps, pairs: PointPairs, gt, gt_mask) -> _Ballot:
+    """Every expert judges every pair; the per-image disagreement maps come along."""
+    votes = judge(maps, pairs)
+    margins = pair_margins(maps, pairs)
     dmaps = [
-        disagreement_map(
-            [maps[e][i] for e in range(len(names))], None if gt_mask is None else gt_mask[i]
-        )
-        for i in range(n_img)
+        disagreement_map([m[i] for m in maps], None if gt_mask is None else gt_mask[i])
+        for i in range(len(images))
     ]
-    per_image_dis = np.array([np.nanmean(d) if np.isfinite(d).any() else np.nan for d in dmaps])
-    metrics["n_images"] = n_img
-    if np.isfinite(per_image_dis).any():
-        metrics["mean_disagreement"] = float(np.nanmean(per_image_dis))
+    per_image = np.array([np.nanmean(d) if np.isfinite(d).any() else np.nan for d in dmaps])
+    consistent = is_consistent(votes)
+    return _Ballot(
+        ids=ids,
+        names=names,
+        images=images,
+        maps=maps,
+        pairs=pairs,
+        votes=votes,
+        margins=margins,
+        consistent=consistent,
+        majority=majority_vote(votes, margins),
+        gt=gt,
+        disagreement=dmaps,
+        mean_disagreement=per_image,
+    )
+
+
+def _agreement_metrics(ballot: _Ballot) -> tuple[dict, dict[str, tuple[int, float]]]:
+    """metrics.json's numbers, and (pairs, agreement rate) per pair kind for the report."""
+    metrics = agreement_metrics(ballot.votes, ballot.names, ballot.gt, ballot.margins)
+    metrics["n_images"] = len(ballot.images)
+    if np.isfinite(ballot.mean_disagreement).any():
+        metrics["mean_disagreement"] = float(np.nanmean(ballot.mean_disagreement))
     kind_rates = {}
     for k, kind in enumerate(KIND_NAMES):
-        sel = pairs.kind == k
+        sel = ballot.pairs.kind == k
         if sel.any():
-            kind_rates[kind] = (int(sel.sum()), float(consistent[sel].mean()))
+            kind_rates[kind] = (int(sel.sum()), float(ballot.consistent[sel].mean()))
             metrics[f"agreement_rate/{kind}"] = kind_rates[kind][1]
+    return metrics, kind_rates
 
-    review, review_meta = _review_queue(ids, pairs, names, votes, consistent, majority)
-    auto = pairs_to_annotations(pairs.select(consistent), ids, votes[0][consistent])
+
+def _write_vote_files(out: Path, ballot: _Ballot, metrics: dict) -> None:
+    """pairs.parquet, the review queue and its meta, the auto labels and metrics.json (which
+    gains the review queue's and the auto labels' sizes)."""
+    consistent = ballot.consistent
+    review, review_meta = _review_queue(ballot)
+    auto = pairs_to_annotations(
+        ballot.pairs.select(consistent), ballot.ids, ballot.votes[0][consistent]
+    )
     metrics["n_review"] = review_meta["n_pairs"]
     metrics["n_auto_labels"] = int(sum(len(v) for v in auto.values()))
 
-    _write_parquet(
-        out / PAIRS_FILE, _pairs_table(ids, pairs, names, votes, consistent, majority, gt)
-    )
+    _write_parquet(out / PAIRS_FILE, _pairs_table(ballot))
     write_annotations(out / REVIEW_FILE, review)
     write_json(out / REVIEW_META_FILE, review_meta)
     write_annotations(out / AUTO_LABELS_FILE, auto)
     write_json(out / METRICS_FILE, metrics)
 
-    dmap_rgb = [disagreement_to_rgb(d, config.disagreement_vmax) for d in dmaps]
-    if config.save_disagreement_maps:
-        for i in range(n_img):
-            atomic_write(out / MAPS_DIR / _safe_name(i, ids[i]), png_bytes(dmap_rgb[i]))
 
-    # Report: most contested images first (lowest agreement, then highest map disagreement).
+def _write_report(out: Path, ballot: _Ballot, dmap_rgb, metrics, kind_rates, config) -> None:
+    """report.html, summary.md and the most contested image's pictures."""
+    panels = _report_panels(ballot, dmap_rgb, config)
+    agreement = pairwise_agreement(ballot.votes)
+    atomic_write(
+        out / REPORT_FILE,
+        render_html(metrics, ballot.names, agreement, panels, kind_rates=kind_rates),
+    )
+    thumb = None
+    if panels:  # top-level pictures of the most contested image, for UIs that list PNGs
+        atomic_write(out / CONTESTED_PAIRS_PNG, png_bytes(panels[0].pairs_drawn))
+        atomic_write(out / CONTESTED_MAP_PNG, png_bytes(panels[0].disagreement))
+        pic = panels[0].pairs_drawn
+        thumb = resize(pic, min(1.0, 160.0 / max(pic.shape[:2])))
+    atomic_write(out / SUMMARY_FILE, render_markdown(metrics, ballot.names, thumb))
+
+
+def _report_panels(ballot: _Ballot, dmap_rgb, config: AgreementConfig) -> list:
+    """One panel per reported image, most contested first (lowest agreement, then highest
+    map disagreement)."""
+    n_img = len(ballot.images)
+    pairs, consistent, per_image = ballot.pairs, ballot.consistent, ballot.mean_disagreement
     counts = np.bincount(pairs.image_index, minlength=n_img)
     agree_counts = np.bincount(pairs.image_index, weights=consistent, minlength=n_img)
     img_rate = np.where(counts > 0, agree_counts / np.maximum(counts, 1), 1.0)
     order = sorted(
-        range(n_img), key=lambda i: (img_rate[i], -np.nan_to_num(per_image_dis[i]), ids[i])
+        range(n_img), key=lambda i: (img_rate[i], -np.nan_to_num(per_image[i]), ballot.ids[i])
     )
     panels = []
     for i in order[: config.report_images]:
@@ -316,30 +392,19 @@ def run_agreement(
             "agreement rate": float(img_rate[i]),
             "disagreement pairs": len(sel),
         }
-        if np.isfinite(per_image_dis[i]):
-            stats["mean disagreement"] = float(per_image_dis[i])
+        if np.isfinite(per_image[i]):
+            stats["mean disagreement"] = float(per_image[i])
         panels.append(
             build_panel(
-                ids[i],
-                np.asarray(images[i], np.uint8),
-                {n: maps[e][i] for e, n in enumerate(names)},
+                ballot.ids[i],
+                np.asarray(ballot.images[i], np.uint8),
+                dict(zip(ballot.names, ballot.expert_maps(i))),
                 dmap_rgb[i],
                 pairs.point1[sel],
                 pairs.point2[sel],
-                majority[sel],
+                ballot.majority[sel],
                 stats,
                 max_pairs=config.report_pairs_per_image,
             )
         )
-    agreement = pairwise_agreement(votes)
-    atomic_write(
-        out / REPORT_FILE, render_html(metrics, names, agreement, panels, kind_rates=kind_rates)
-    )
-    thumb = None
-    if panels:  # top-level pictures of the most contested image, for UIs that list PNGs
-        atomic_write(out / CONTESTED_PAIRS_PNG, png_bytes(panels[0].pairs_drawn))
-        atomic_write(out / CONTESTED_MAP_PNG, png_bytes(panels[0].disagreement))
-        pic = panels[0].pairs_drawn
-        thumb = resize(pic, min(1.0, 160.0 / max(pic.shape[:2])))
-    atomic_write(out / SUMMARY_FILE, render_markdown(metrics, names, thumb))
-    return metrics
+    return panels

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from depth_core.losses import depth_loss
 from depth_core.models import load_checkpoint
 from depth_core.training import TrainConfig, train
 from depth_core.training.config import TrainLossConfig
+from depth_core.training.meters import STEP_KEYS
 from depth_core.training.perturb import perturb_pseudo_batch
 from depth_core.training.trainer import batch_loss, train_step
 
@@ -27,6 +29,7 @@ def _config(tiny_vit, **overrides):
         "checkpoint_every": 5,
         "optim": {"warmup_steps": 2, "lr": 5e-4},
         "n_samples": 2,
+        "log_every": 1,
     }
     values.update(overrides)
     return TrainConfig.model_validate(values)
@@ -191,7 +194,7 @@ def test_perturbations_touch_only_pseudo_inputs(tiny_vit):
     )
     assert torch.equal(model.seen[[0, 2]], image[[0, 2]])
     assert (model.seen[[1, 3]] - image[[1, 3]]).abs().amax() > 0.05
-    assert out["finite"] == 1.0 and out["train/loss"] > 0
+    assert out.applied and float(out.values[STEP_KEYS.index("train/loss")]) > 0
 
 
 def test_student_stops_cutmix_on_schedule(tiny_data, tiny_vit, tmp_path, monkeypatch):
@@ -239,7 +242,7 @@ def test_target_scale_does_not_change_the_loss(tiny_vit):
             "fp32",
             torch.Generator().manual_seed(1),
         )
-        losses.append(out["train/loss"])
+        losses.append(float(out.values[STEP_KEYS.index("train/loss")]))
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)
 
 
@@ -274,3 +277,79 @@ def test_scale_anchor_pins_the_free_output_scale():
     assert penalty > 100
     penalty.backward()
     assert (huge.grad.flatten(1).sum(dim=1) > 0).all(), "the gradient must shrink the scale"
+
+
+def test_logs_every_log_every_steps_the_means_since_the_last_call(tiny_data, tiny_vit, tmp_path):
+    """Sparser logging changes neither the weights nor the epoch rows; each call gets the means
+    of the steps since the previous one, and a checkpoint (steps 5 and 10, each epoch's end at 6
+    and 12) closes the window."""
+
+    def run(name, **overrides):
+        logged = {}
+        result = train(
+            _config(tiny_vit, n_samples=0, **overrides),
+            tmp_path / name,
+            [tiny_data["labeled"]],
+            {"val": tiny_data["val"]},
+            log=lambda m, s: logged.update({s: dict(m)}) if "train/lr" in m else None,
+        )
+        return result, logged
+
+    every, per_step = run("every", log_every=1)
+    sparse, windows = run("sparse", log_every=4)
+    assert sorted(windows) == [4, 5, 6, 8, 10, 12]
+    assert sparse.history == every.history
+    trained = every.model.state_dict()
+    assert all(torch.equal(v, trained[k]) for k, v in sparse.model.state_dict().items())
+    starts = [1, 5, 6, 7, 9, 11]
+    for start, (step, values) in zip(starts, sorted(windows.items())):
+        steps = range(start, step + 1)
+        for key in STEP_KEYS:
+            mean = sum(per_step[s][key] for s in steps) / len(steps)
+            assert values[key] == pytest.approx(mean, rel=1e-12), (step, key)
+        assert values["train/lr"] == per_step[step]["train/lr"]
+    history = json.loads((tmp_path / "sparse" / "history.json").read_text())
+    assert [row["step"] for row in history["steps"]] == [4, 5, 6, 8, 10, 12]
+
+
+def test_an_interrupted_run_resumes_its_logs_and_weights(tiny_data, tiny_vit, tmp_path):
+    """Stopped after its checkpoint at step 5, a resumed run logs the steps an uninterrupted
+    one logs from there on and ends with its weights and history.json."""
+    config = _config(tiny_vit, n_samples=0, log_every=3)
+    data = ([tiny_data["labeled"]], {"val": tiny_data["val"]})
+
+    def stop_at_step_6(metrics, step):
+        if step == 6 and "train/lr" in metrics:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "run", *data, log=stop_at_step_6)
+    logged = []
+    resumed = train(config, tmp_path / "run", *data, log=lambda m, s: logged.append((s, dict(m))))
+    reference_log = []
+    reference = train(
+        config, tmp_path / "ref", *data, log=lambda m, s: reference_log.append((s, dict(m)))
+    )
+    assert logged == [(s, m) for s, m in reference_log if s > 5]
+    trained = reference.model.state_dict()
+    assert all(torch.equal(v, trained[k]) for k, v in resumed.model.state_dict().items())
+    history, expected = (
+        json.loads((tmp_path / name / "history.json").read_text()) for name in ("run", "ref")
+    )
+    assert history["steps"] == expected["steps"] and history["epochs"] == expected["epochs"]
+
+
+def test_the_step_log_stays_bounded_and_spans_the_run(monkeypatch):
+    from depth_core.training import trainer
+
+    monkeypatch.setattr(trainer, "MAX_STEP_ROWS", 8)
+    state = trainer.LoopState()
+    for step in range(1, 101):
+        state.record_step_row({"step": step})
+    steps = [row["step"] for row in state.steps_log]
+    assert len(steps) <= 8 and steps[0] == 1 and steps[-1] > 80
+    assert len({b - a for a, b in pairwise(steps)}) == 1  # evenly spaced
+    resumed = trainer.LoopState(**state.to_dict())  # what a checkpoint carries on
+    state.record_step_row({"step": 101})
+    resumed.record_step_row({"step": 101})
+    assert resumed.steps_log == state.steps_log
