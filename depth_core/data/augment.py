@@ -1,31 +1,62 @@
-"""Seeded, composable augmentations on training samples.
+"""Seeded augmentations: the one colour jitter and blur, and per-sample geometry.
 
-A sample is the dict streamed by `depth_core.data.dataset`: `image` float (3, H, W) in
-[0, 1], `disparity` float (H, W), `mask` bool (H, W). Geometric transforms move image,
-disparity and mask together and resample disparity with nearest neighbours so an invalid
-pixel never blends into a valid one; photometric transforms touch the image only.
-Randomness comes from the sample's `"seed"` when the dataset supplies one, so a resumed or
-re-run epoch gets the same augmentations regardless of worker layout.
+`color_jitter` and `gaussian_blur` work on batches with per-image parameters drawn from an
+explicit generator. The students' strong perturbations (`depth_core.training.perturb`) call
+them on whole batches; `build_augment` calls them on one sample at a time, after the geometric
+transforms (torchvision's `transforms.v2` functionals: crop, resize, flip), which move image,
+disparity and mask together and resample disparity and mask with exact nearest neighbours so
+an invalid pixel never blends into a valid one. Photometric transforms touch the image only.
+
+A sample is the dict streamed by `depth_core.data.dataset`: `image` float (3, H, W) in [0, 1],
+`disparity` float (H, W), `mask` bool (H, W). Its randomness comes from the sample's `"seed"`
+when the dataset supplies one, so a resumed or re-run epoch gets the same augmentations
+whatever the worker layout.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
 
 Sample = dict[str, Any]
 
+_GRAY = (0.299, 0.587, 0.114)
+_RGB_TO_YIQ = torch.tensor(
+    [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float64
+)
 
-class AugmentConfig(BaseModel):
-    """Probabilities and strengths of each augmentation (0 disables one)."""
+
+class PhotometricConfig(BaseModel):
+    """Colour jitter and blur: probabilities per image and strengths (0 disables one)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    jitter_prob: float = Field(0.0, ge=0.0, le=1.0)
+    brightness: float = Field(0.0, ge=0.0, lt=1.0, description="factor drawn from [1-b, 1+b]")
+    contrast: float = Field(0.0, ge=0.0, lt=1.0)
+    saturation: float = Field(0.0, ge=0.0, lt=1.0)
+    hue: float = Field(0.0, ge=0.0, le=0.5, description="rotation of the chroma plane, in turns")
+    blur_prob: float = Field(0.0, ge=0.0, le=1.0)
+    blur_sigma: tuple[float, float] = Field(
+        (0.1, 2.0), description="Gaussian sigma range in pixels"
+    )
+
+    @model_validator(mode="after")
+    def _sigma_range(self):
+        lo, hi = self.blur_sigma
+        if not 0.0 < lo <= hi:
+            raise ValueError(f"blur_sigma must satisfy 0 < low <= high, got {self.blur_sigma}")
+        return self
+
+
+class AugmentConfig(PhotometricConfig):
+    """Every training sample: crop / resize to one size, flip, then optional colour and blur."""
 
     size: tuple[int, int] | None = Field(
         None, description="output (height, width); None keeps the input size"
@@ -36,105 +67,98 @@ class AugmentConfig(BaseModel):
         (0.5, 1.0),
         description="crop area as a fraction of the largest window with the output aspect",
     )
-    jitter_prob: float = Field(0.0, ge=0.0, le=1.0)
-    brightness: float = Field(0.0, ge=0.0, le=1.0, description="factor drawn from [1-b, 1+b]")
-    contrast: float = Field(0.0, ge=0.0, le=1.0)
-    saturation: float = Field(0.0, ge=0.0, le=1.0)
-    hue: float = Field(0.0, ge=0.0, le=0.5, description="rotation of the chroma plane, in turns")
-    blur_prob: float = Field(0.0, ge=0.0, le=1.0)
-    blur_sigma: tuple[float, float] = Field(
-        (0.1, 2.0), description="Gaussian sigma range in pixels"
-    )
 
     @model_validator(mode="after")
-    def _check_ranges(self) -> AugmentConfig:
+    def _geometry_ranges(self):
         lo, hi = self.crop_scale
         if not 0.0 < lo <= hi <= 1.0:
             raise ValueError(f"crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}")
-        lo, hi = self.blur_sigma
-        if not 0.0 < lo <= hi:
-            raise ValueError(f"blur_sigma must satisfy 0 < low <= high, got {self.blur_sigma}")
         if self.size is not None and min(self.size) <= 0:
             raise ValueError(f"size must be positive, got {self.size}")
         return self
 
-    @classmethod
-    def strong(cls, **overrides: Any) -> AugmentConfig:
-        """The strong perturbations students see on pseudo-labelled images (colour + blur)."""
-        values = {
-            "jitter_prob": 0.8,
-            "brightness": 0.4,
-            "contrast": 0.4,
-            "saturation": 0.4,
-            "hue": 0.1,
-            "blur_prob": 0.5,
-        }
-        values.update(overrides)
-        return cls(**values)
+
+# ------------------------------------------------------------------------------ photometric
 
 
-class SampleTransform(Protocol):
-    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample: ...
+def uniform(n: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
+    """`n` draws from [low, high) of an explicit generator (every random draw here is seeded)."""
+    return low + (high - low) * torch.rand(n, generator=generator)
 
 
-class HorizontalFlip:
-    """Mirror image, disparity and mask together with probability `p`."""
-
-    def __init__(self, p: float = 0.5) -> None:
-        self.p = p
-
-    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
-        if rng.random() >= self.p:
-            return sample
-        out = dict(sample)
-        for key in ("image", "disparity", "mask"):
-            if key in out:
-                out[key] = torch.flip(out[key], dims=(-1,))
-        return out
+def _gray(image: torch.Tensor) -> torch.Tensor:
+    weights = image.new_tensor(_GRAY).view(1, 3, 1, 1)
+    return (image * weights).sum(dim=1, keepdim=True)
 
 
-class RandomResizedCrop:
-    """Crop a window with the output's aspect ratio and resize it to the output size.
+def _hue_matrices(turns: torch.Tensor) -> torch.Tensor:
+    """(n, 3, 3) RGB matrices rotating the YIQ chroma plane: cheap and close to an HSV shift."""
+    angle = 2.0 * math.pi * turns.double()
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    rotation = torch.zeros(len(turns), 3, 3, dtype=torch.float64)
+    rotation[:, 0, 0] = 1.0
+    rotation[:, 1, 1], rotation[:, 1, 2] = cos, -sin
+    rotation[:, 2, 1], rotation[:, 2, 2] = sin, cos
+    return torch.linalg.inv(_RGB_TO_YIQ) @ rotation @ _RGB_TO_YIQ
 
-    With probability `p` the window covers a random fraction (`scale`, by area) of the
-    largest such window at a random place; otherwise it is that largest window, centred, so
-    the output always has `size`. Disparity and mask are resampled nearest-neighbour.
-    """
 
-    def __init__(
-        self, size: tuple[int, int] | None, scale: tuple[float, float] = (0.5, 1.0), p: float = 1.0
-    ) -> None:
-        self.size = size
-        self.scale = scale
-        self.p = p
+def color_jitter(
+    image: torch.Tensor, config: PhotometricConfig, generator: torch.Generator
+) -> torch.Tensor:
+    """Per-image brightness, contrast, saturation (and hue when set) of a (B, 3, H, W) batch;
+    images not drawn (probability `jitter_prob`) keep their exact values."""
+    n = image.shape[0]
+    applied = torch.rand(n, generator=generator) < config.jitter_prob
 
-    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
-        height, width = sample["image"].shape[-2:]
-        out_h, out_w = self.size or (height, width)
-        max_h, max_w = _largest_window(height, width, out_h, out_w)
-        if rng.random() < self.p:
-            side = math.sqrt(rng.uniform(*self.scale))
-            crop_h, crop_w = max(1, round(max_h * side)), max(1, round(max_w * side))
-            top = int(rng.integers(0, height - crop_h + 1))
-            left = int(rng.integers(0, width - crop_w + 1))
-        else:
-            crop_h, crop_w = max_h, max_w
-            top, left = (height - crop_h) // 2, (width - crop_w) // 2
-        if (crop_h, crop_w, out_h, out_w) == (height, width, height, width):
-            return sample
-        out = dict(sample)
-        image = sample["image"][..., top : top + crop_h, left : left + crop_w]
-        out["image"] = _resize_bilinear(image, out_h, out_w)
-        rows = top + _nearest(crop_h, out_h)
-        cols = left + _nearest(crop_w, out_w)
-        for key in ("disparity", "mask"):
-            if key in sample:
-                out[key] = sample[key][..., rows[:, None], cols[None, :]]
-        if "disparity" in out and "mask" in out:
-            out["disparity"] = torch.where(
-                out["mask"], out["disparity"], torch.zeros_like(out["disparity"])
-            )
-        return out
+    def factors(strength: float) -> torch.Tensor:
+        f = uniform(n, 1.0 - strength, 1.0 + strength, generator)
+        return torch.where(applied, f, torch.ones_like(f)).to(image).view(n, 1, 1, 1)
+
+    brightness, contrast, saturation = (
+        factors(config.brightness),
+        factors(config.contrast),
+        factors(config.saturation),
+    )
+    out = (image * brightness).clamp(0.0, 1.0)
+    mean = _gray(out).mean(dim=(2, 3), keepdim=True)
+    out = ((out - mean) * contrast + mean).clamp(0.0, 1.0)
+    gray = _gray(out)
+    out = ((out - gray) * saturation + gray).clamp(0.0, 1.0)
+    if config.hue > 0:  # drawn only when used, so hue-free runs keep their random stream
+        turns = torch.where(applied, uniform(n, -config.hue, config.hue, generator), 0.0)
+        matrices = _hue_matrices(turns).to(out)
+        out = torch.einsum("nij,njhw->nihw", matrices, out).clamp(0.0, 1.0)
+    return torch.where(applied.to(image.device).view(n, 1, 1, 1), out, image)
+
+
+def gaussian_blur(
+    image: torch.Tensor, config: PhotometricConfig, generator: torch.Generator
+) -> torch.Tensor:
+    """Separable Gaussian blur of a (B, C, H, W) batch with a per-image sigma (probability
+    `blur_prob`), as one grouped convolution per axis with reflected borders."""
+    n, c, h, w = image.shape
+    applied = torch.rand(n, generator=generator) < config.blur_prob
+    sigma = uniform(n, *config.blur_sigma, generator)
+    if not applied.any():
+        return image
+    radius = min(math.ceil(3.0 * config.blur_sigma[1]), h - 1, w - 1)
+    if radius < 1:
+        return image
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (offsets[None, :] / sigma[:, None]) ** 2)
+    kernel = kernel / kernel.sum(dim=1, keepdim=True)
+    identity = (offsets == 0).float().expand(n, -1)
+    kernel = torch.where(applied[:, None], kernel, identity)
+    kernel = kernel.repeat_interleave(c, dim=0).to(image)  # (n*c, k)
+    flat = image.reshape(1, n * c, h, w)
+    flat = F.pad(flat, (radius, radius, 0, 0), mode="reflect")
+    flat = F.conv2d(flat, kernel[:, None, None, :], groups=n * c)
+    flat = F.pad(flat, (0, 0, radius, radius), mode="reflect")
+    flat = F.conv2d(flat, kernel[:, None, :, None], groups=n * c)
+    return flat.reshape(n, c, h, w)
+
+
+# ------------------------------------------------------------------------------ geometry
 
 
 def _largest_window(height: int, width: int, out_h: int, out_w: int) -> tuple[int, int]:
@@ -144,146 +168,92 @@ def _largest_window(height: int, width: int, out_h: int, out_w: int) -> tuple[in
     return max(1, min(height, round(width / aspect))), width
 
 
-def _nearest(source: int, target: int) -> torch.Tensor:
-    centres = (torch.arange(target, dtype=torch.float64) + 0.5) * (source / target)
-    return torch.clamp(centres.floor().long(), 0, source - 1)
+def _crop_window(
+    height: int, width: int, config: AugmentConfig, generator: torch.Generator
+) -> tuple[int, int, int, int]:
+    """(top, left, crop_h, crop_w): with probability `crop_prob` a random fraction of the
+    largest window with the output's aspect, else that window centred."""
+    out_h, out_w = config.size or (height, width)
+    max_h, max_w = _largest_window(height, width, out_h, out_w)
+    if config.crop_prob > 0 and torch.rand((), generator=generator) < config.crop_prob:
+        side = math.sqrt(float(uniform(1, *config.crop_scale, generator)))
+        crop_h, crop_w = max(1, round(max_h * side)), max(1, round(max_w * side))
+        top = int(torch.randint(0, height - crop_h + 1, (), generator=generator))
+        left = int(torch.randint(0, width - crop_w + 1, (), generator=generator))
+        return top, left, crop_h, crop_w
+    return (height - max_h) // 2, (width - max_w) // 2, max_h, max_w
 
 
-def _resize_bilinear(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    if image.shape[-2:] == (height, width):
-        return image.clone()
-    batch = image.unsqueeze(0) if image.dim() == 3 else image
-    shrinking = height < image.shape[-2] or width < image.shape[-1]
-    resized = F.interpolate(
-        batch, size=(height, width), mode="bilinear", align_corners=False, antialias=shrinking
+def resized_crop(sample: Sample, window: tuple[int, int, int, int], size: tuple[int, int]):
+    """Crop `window` and resize to `size`: image bilinear (antialiased), disparity and mask
+    exact nearest, and disparity zeroed wherever the mask is False."""
+    top, left, crop_h, crop_w = window
+    out = dict(sample)
+    image = TF.resized_crop(
+        sample["image"], top, left, crop_h, crop_w, list(size), InterpolationMode.BILINEAR
     )
-    resized = resized.clamp_(0.0, 1.0)
-    return resized[0] if image.dim() == 3 else resized
+    out["image"] = image.clamp(0.0, 1.0)
+    nearest = InterpolationMode.NEAREST_EXACT
+    if "disparity" in sample:
+        disparity = sample["disparity"][None]
+        out["disparity"] = TF.resized_crop(
+            disparity, top, left, crop_h, crop_w, list(size), nearest
+        )[0]
+    if "mask" in sample:
+        mask = sample["mask"][None].to(torch.uint8)
+        out["mask"] = TF.resized_crop(mask, top, left, crop_h, crop_w, list(size), nearest)[
+            0
+        ].bool()
+    if "disparity" in out and "mask" in out:
+        out["disparity"] = torch.where(out["mask"], out["disparity"], 0.0)
+    return out
 
 
-_LUMA = torch.tensor([0.299, 0.587, 0.114])
-_RGB_TO_YIQ = torch.tensor(
-    [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float64
-)
+def horizontal_flip(sample: Sample) -> Sample:
+    out = dict(sample)
+    for key in ("image", "disparity", "mask"):
+        if key in out:
+            out[key] = TF.horizontal_flip(out[key])
+    return out
 
 
-def _luma(image: torch.Tensor) -> torch.Tensor:
-    return (image * _LUMA.to(image.dtype).view(3, 1, 1)).sum(dim=-3)
+# ------------------------------------------------------------------------------ per sample
 
 
-class ColorJitter:
-    """Random brightness, contrast, saturation and hue changes (in random order); image only.
-
-    Hue is a rotation of the chroma plane in YIQ space: cheap and close to an HSV hue shift.
-    """
-
-    def __init__(
-        self, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0, p: float = 1.0
-    ) -> None:
-        self.brightness, self.contrast, self.saturation, self.hue, self.p = (
-            brightness,
-            contrast,
-            saturation,
-            hue,
-            p,
-        )
-
-    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
-        if rng.random() >= self.p:
-            return sample
-        image = sample["image"]
-        for op in rng.permutation(4):
-            if op == 0 and self.brightness:
-                image = image * rng.uniform(1 - self.brightness, 1 + self.brightness)
-            elif op == 1 and self.contrast:
-                mean = _luma(image).mean(dim=(-2, -1), keepdim=True).unsqueeze(-3)
-                image = (image - mean) * rng.uniform(1 - self.contrast, 1 + self.contrast) + mean
-            elif op == 2 and self.saturation:
-                grey = _luma(image).unsqueeze(-3)
-                image = (image - grey) * rng.uniform(
-                    1 - self.saturation, 1 + self.saturation
-                ) + grey
-            elif op == 3 and self.hue:
-                matrix = _hue_matrix(rng.uniform(-self.hue, self.hue)).to(image.dtype)
-                image = torch.einsum("ij,...jhw->...ihw", matrix, image)
-            image = image.clamp(0.0, 1.0)
-        out = dict(sample)
-        out["image"] = image
-        return out
-
-
-def _hue_matrix(turns: float) -> torch.Tensor:
-    angle = 2.0 * math.pi * turns
-    c, s = math.cos(angle), math.sin(angle)
-    rotation = torch.tensor([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]], dtype=torch.float64)
-    return torch.linalg.inv(_RGB_TO_YIQ) @ rotation @ _RGB_TO_YIQ
-
-
-class GaussianBlur:
-    """Blur the image with a random sigma (separable kernel, edge-replicated borders)."""
-
-    def __init__(self, sigma: tuple[float, float] = (0.1, 2.0), p: float = 1.0) -> None:
-        self.sigma = sigma
-        self.p = p
-
-    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
-        if rng.random() >= self.p:
-            return sample
-        out = dict(sample)
-        out["image"] = gaussian_blur(sample["image"], float(rng.uniform(*self.sigma)))
-        return out
-
-
-def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Blur a (C, H, W) or (B, C, H, W) image with a Gaussian of `sigma` pixels."""
-    radius = max(1, math.ceil(3.0 * sigma))
-    offsets = torch.arange(-radius, radius + 1, dtype=image.dtype)
-    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    batch = image.unsqueeze(0) if image.dim() == 3 else image
-    channels = batch.shape[1]
-    padded = F.pad(batch, (radius, radius, radius, radius), mode="replicate")
-    horizontal = kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
-    vertical = kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1)
-    blurred = F.conv2d(F.conv2d(padded, horizontal, groups=channels), vertical, groups=channels)
-    return blurred[0] if image.dim() == 3 else blurred
-
-
-class Compose:
-    """Apply transforms in order with one generator per sample.
+class SampleAugment:
+    """Geometry (crop / resize, flip), then colour jitter and blur, one generator per sample.
 
     The generator is seeded from the sample's `"seed"` (set by the streaming datasets); a
     sample without one draws from this object's own generator, seeded by `seed`.
     """
 
-    def __init__(self, transforms: Sequence[SampleTransform], seed: int = 0) -> None:
-        self.transforms = list(transforms)
-        self._rng = np.random.default_rng(seed)
+    def __init__(self, config: AugmentConfig, seed: int = 0) -> None:
+        self.config = config
+        self._own = torch.Generator().manual_seed(seed)
+
+    def _generator(self, sample: Sample) -> torch.Generator:
+        if "seed" in sample:
+            return torch.Generator().manual_seed(int(sample["seed"]))
+        return self._own
 
     def __call__(self, sample: Sample) -> Sample:
-        rng = np.random.default_rng(sample["seed"]) if "seed" in sample else self._rng
-        for transform in self.transforms:
-            sample = transform(sample, rng)
+        config, generator = self.config, self._generator(sample)
+        height, width = sample["image"].shape[-2:]
+        size = config.size or (height, width)
+        window = _crop_window(height, width, config, generator)
+        if window != (0, 0, height, width) or tuple(size) != (height, width):
+            sample = resized_crop(sample, window, size)
+        if config.hflip_prob > 0 and torch.rand((), generator=generator) < config.hflip_prob:
+            sample = horizontal_flip(sample)
+        if config.jitter_prob > 0 or config.blur_prob > 0:
+            image = sample["image"][None]
+            if config.jitter_prob > 0:
+                image = color_jitter(image, config, generator)
+            if config.blur_prob > 0:
+                image = gaussian_blur(image, config, generator)
+            sample = {**sample, "image": image[0]}
         return sample
 
 
-def build_augment(config: AugmentConfig, seed: int = 0) -> Compose:
-    """Geometric transforms first (crop/resize to the training size, flip), then photometric."""
-    transforms: list[SampleTransform] = []
-    if config.crop_prob > 0 or config.size is not None:
-        transforms.append(RandomResizedCrop(config.size, config.crop_scale, config.crop_prob))
-    if config.hflip_prob > 0:
-        transforms.append(HorizontalFlip(config.hflip_prob))
-    if config.jitter_prob > 0:
-        transforms.append(
-            ColorJitter(
-                config.brightness,
-                config.contrast,
-                config.saturation,
-                config.hue,
-                config.jitter_prob,
-            )
-        )
-    if config.blur_prob > 0:
-        transforms.append(GaussianBlur(config.blur_sigma, config.blur_prob))
-    return Compose(transforms, seed=seed)
+def build_augment(config: AugmentConfig, seed: int = 0) -> SampleAugment:
+    return SampleAugment(config, seed=seed)

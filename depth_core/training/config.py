@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from depth_core.data.augment import AugmentConfig
+from depth_core.data.augment import AugmentConfig, PhotometricConfig
 from depth_core.losses import LossTerms
 from depth_core.models import ModelConfig
 
@@ -72,24 +72,23 @@ class StudentMixConfig(BaseModel):
         return self
 
 
-class PerturbConfig(BaseModel):
-    """Strong perturbations applied to pseudo-labelled inputs only (UniMatch / Depth Anything).
+class PerturbConfig(PhotometricConfig):
+    """Strong perturbations applied to pseudo-labelled inputs only (UniMatch / Depth Anything):
+    the colour jitter and blur of `depth_core.data.augment` (same knobs as `augment`), stronger,
+    plus CutMix.
 
     `blur_sigma` is in pixels: Depth Anything's (0.1, 2.0) is for 518-pixel crops. At the main
-    job's 96 x 128, params.yaml scales it to (0.1, 0.5); at (0.1, 2.0) the students' target
-    AbsRel was 0.2767 against 0.2762 and their pair accuracy 0.7275 against 0.7284.
+    job's 96 x 128, the default profile scales it to (0.1, 0.5); at (0.1, 2.0) the students'
+    target AbsRel was 0.2767 against 0.2762 and their pair accuracy 0.7275 against 0.7284.
     """
 
-    model_config = ConfigDict(extra="forbid")
-
     enabled: bool = True
-    jitter_p: float = Field(0.8, ge=0.0, le=1.0)
+    jitter_prob: float = Field(0.8, ge=0.0, le=1.0)
     brightness: float = Field(0.5, ge=0.0, lt=1.0)
     contrast: float = Field(0.5, ge=0.0, lt=1.0)
     saturation: float = Field(0.5, ge=0.0, lt=1.0)
-    blur_p: float = Field(0.5, ge=0.0, le=1.0)
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
-    cutmix_p: float = Field(0.5, ge=0.0, le=1.0)
+    blur_prob: float = Field(0.5, ge=0.0, le=1.0)
+    cutmix_prob: float = Field(0.5, ge=0.0, le=1.0)
     cutmix_area: tuple[float, float] = (0.02, 0.4)
     cutmix_aspect: tuple[float, float] = (0.3, 1.0 / 0.3)
     cutmix_until: float = Field(
@@ -106,13 +105,13 @@ class PerturbConfig(BaseModel):
         lets a short run settle on whole-scene depth order, which pasted boxes (each region
         aligned on its own) never reward.
         """
-        if self.cutmix_p == 0.0 or step < math.ceil(self.cutmix_until * total_steps):
+        if self.cutmix_prob == 0.0 or step < math.ceil(self.cutmix_until * total_steps):
             return self
-        return self.model_copy(update={"cutmix_p": 0.0})
+        return self.model_copy(update={"cutmix_prob": 0.0})
 
     @model_validator(mode="after")
     def _ranges(self) -> PerturbConfig:
-        for name in ("blur_sigma", "cutmix_area", "cutmix_aspect"):
+        for name in ("cutmix_area", "cutmix_aspect"):
             lo, hi = getattr(self, name)
             if not 0.0 < lo <= hi:
                 raise ValueError(f"perturb.{name}: need 0 < low <= high, got ({lo}, {hi})")

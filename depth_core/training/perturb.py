@@ -1,5 +1,8 @@
 """Strong perturbations for pseudo-labelled student inputs, batched on tensors.
 
+The colour jitter and blur are `depth_core.data.augment`'s (the one implementation of each);
+this module adds CutMix and the per-region loss it needs.
+
 Depth Anything (after UniMatch) makes the student's task harder than the teacher's: the teacher
 labelled clean images, the student sees colour-jittered, blurred and CutMix-ed versions and must
 still reproduce the clean labels. CutMix pastes a box from another image of the batch; the two
@@ -16,11 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
+from depth_core.data.augment import color_jitter, gaussian_blur, uniform
 from depth_core.training.config import PerturbConfig
-
-_GRAY = (0.299, 0.587, 0.114)
 
 
 @dataclass
@@ -31,73 +32,13 @@ class PerturbedBatch:
     pasted: torch.Tensor  # (B, H, W) bool, True where the pixel came from the CutMix partner
 
 
-def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
-    return low + (high - low) * torch.rand(n, generator=generator)
-
-
-def _gray(image: torch.Tensor) -> torch.Tensor:
-    weights = image.new_tensor(_GRAY).view(1, 3, 1, 1)
-    return (image * weights).sum(dim=1, keepdim=True)
-
-
-def color_jitter(
-    image: torch.Tensor, config: PerturbConfig, generator: torch.Generator
-) -> torch.Tensor:
-    """Per-image brightness, contrast and saturation factors; images not drawn keep factor 1."""
-    n = image.shape[0]
-    applied = torch.rand(n, generator=generator) < config.jitter_p
-
-    def factors(strength: float) -> torch.Tensor:
-        f = _uniform(n, 1.0 - strength, 1.0 + strength, generator)
-        return torch.where(applied, f, torch.ones_like(f)).to(image).view(n, 1, 1, 1)
-
-    brightness, contrast, saturation = (
-        factors(config.brightness),
-        factors(config.contrast),
-        factors(config.saturation),
-    )
-    out = (image * brightness).clamp(0.0, 1.0)
-    mean = _gray(out).mean(dim=(2, 3), keepdim=True)
-    out = ((out - mean) * contrast + mean).clamp(0.0, 1.0)
-    gray = _gray(out)
-    out = ((out - gray) * saturation + gray).clamp(0.0, 1.0)
-    # Untouched images stay bit-identical (factor-1 arithmetic still rounds).
-    return torch.where(applied.to(image.device).view(n, 1, 1, 1), out, image)
-
-
-def gaussian_blur(
-    image: torch.Tensor, config: PerturbConfig, generator: torch.Generator
-) -> torch.Tensor:
-    """Separable Gaussian blur with a per-image sigma, as one grouped convolution per axis."""
-    n, c, h, w = image.shape
-    applied = torch.rand(n, generator=generator) < config.blur_p
-    sigma = _uniform(n, *config.blur_sigma, generator)
-    if not applied.any():
-        return image
-    radius = min(math.ceil(3.0 * config.blur_sigma[1]), h - 1, w - 1)
-    if radius < 1:
-        return image
-    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    kernel = torch.exp(-0.5 * (offsets[None, :] / sigma[:, None]) ** 2)
-    kernel = kernel / kernel.sum(dim=1, keepdim=True)
-    identity = (offsets == 0).float().expand(n, -1)
-    kernel = torch.where(applied[:, None], kernel, identity)
-    kernel = kernel.repeat_interleave(c, dim=0).to(image)  # (n*c, k)
-    flat = image.reshape(1, n * c, h, w)
-    flat = F.pad(flat, (radius, radius, 0, 0), mode="reflect")
-    flat = F.conv2d(flat, kernel[:, None, None, :], groups=n * c)
-    flat = F.pad(flat, (0, 0, radius, radius), mode="reflect")
-    flat = F.conv2d(flat, kernel[:, None, :, None], groups=n * c)
-    return flat.reshape(n, c, h, w)
-
-
 def cutmix_boxes(
     n: int, height: int, width: int, config: PerturbConfig, generator: torch.Generator
 ) -> torch.Tensor:
-    """(n, H, W) bool: one random box per image drawn with probability cutmix_p, else empty."""
-    applied = torch.rand(n, generator=generator) < config.cutmix_p
-    area = _uniform(n, *config.cutmix_area, generator) * height * width
-    log_aspect = _uniform(
+    """(n, H, W) bool: one random box per image drawn with probability cutmix_prob, else empty."""
+    applied = torch.rand(n, generator=generator) < config.cutmix_prob
+    area = uniform(n, *config.cutmix_area, generator) * height * width
+    log_aspect = uniform(
         n, math.log(config.cutmix_aspect[0]), math.log(config.cutmix_aspect[1]), generator
     )
     aspect = torch.exp(log_aspect)  # box width / height

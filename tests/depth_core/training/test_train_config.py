@@ -17,15 +17,15 @@ def test_defaults_follow_the_recipe(tiny_vit):
     )
     assert config.optim.decoder_lr_mult == 10.0
     assert (config.mix.labeled, config.mix.pseudo) == (1, 2)
-    assert config.perturb.cutmix_p == 0.5 and config.perturb.cutmix_until == 1.0
+    assert config.perturb.cutmix_prob == 0.5 and config.perturb.cutmix_until == 1.0
     assert config.precision == "auto"
 
 
 def test_cutmix_stops_after_its_share_of_the_run():
     scheduled = PerturbConfig(cutmix_until=0.5)
-    assert [scheduled.for_step(step, 10).cutmix_p for step in range(10)] == [0.5] * 5 + [0.0] * 5
-    assert scheduled.for_step(9, 10).jitter_p == scheduled.jitter_p  # only CutMix stops
-    assert all(PerturbConfig().for_step(step, 10).cutmix_p == 0.5 for step in range(10))
+    assert [scheduled.for_step(step, 10).cutmix_prob for step in range(10)] == [0.5] * 5 + [0.0] * 5
+    assert scheduled.for_step(9, 10).jitter_prob == scheduled.jitter_prob  # only CutMix stops
+    assert all(PerturbConfig().for_step(step, 10).cutmix_prob == 0.5 for step in range(10))
 
 
 def test_unknown_key_is_named(tiny_vit):

@@ -180,7 +180,7 @@ def test_perturbations_touch_only_pseudo_inputs(tiny_vit):
         "mask": torch.ones(4, 16, 16, dtype=torch.bool),
         "pseudo": torch.tensor([False, True, False, True]),
     }
-    config = _config(tiny_vit, perturb={"jitter_p": 1.0, "blur_p": 1.0, "cutmix_p": 1.0})
+    config = _config(tiny_vit, perturb={"jitter_prob": 1.0, "blur_prob": 1.0, "cutmix_prob": 1.0})
     model = _Recorder()
     optimizer = torch.optim.AdamW(model.parameters())
     out = train_step(
@@ -204,7 +204,7 @@ def test_student_stops_cutmix_on_schedule(tiny_data, tiny_vit, tmp_path, monkeyp
     seen = []
 
     def spy(image, target, mask, config, generator):
-        seen.append(config.cutmix_p)
+        seen.append(config.cutmix_prob)
         return perturb_pseudo_batch(image, target, mask, config, generator)
 
     monkeypatch.setattr(trainer, "perturb_pseudo_batch", spy)
