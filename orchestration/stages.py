@@ -21,6 +21,12 @@ from orchestration import layout as L
 from orchestration import teacher_source
 from orchestration.config import Params, params_section
 from orchestration.files import md5_file, write_json_atomic
+from orchestration.fingerprints import (
+    FINGERPRINT_FILE,
+    code_digest,
+    fingerprint_of,
+    upstream_entry,
+)
 from orchestration.layout import Layout
 from orchestration.tracking import git_commit, stage_run, teacher_tags
 
@@ -86,23 +92,19 @@ def default_pipeline_key(root: Path, params: Params) -> str:
     return f"{(git_commit(root) or 'nogit')[:12]}-{digest}"
 
 
-FINGERPRINT_FILE = ".fingerprint.json"
-
-
-def fingerprint_of(path: Path) -> dict | None:
-    file = Path(path) / FINGERPRINT_FILE
-    return json.loads(file.read_text()) if file.exists() else None
-
-
-def prepare_output(path: Path, fingerprint: dict, upstream: list[Path] = ()) -> None:
-    """Keep a persisted output only if it was made from the same params and inputs.
+def prepare_output(
+    path: Path, fingerprint: dict, upstream: list[Path] = (), code: str | None = None
+) -> None:
+    """Keep a persisted output only if it was made from the same params, code and inputs.
 
     Outputs survive an interruption so a re-run resumes (complete shards, the last training
-    checkpoint); when the params or an upstream output changed, the stale directory goes.
+    checkpoint); when the params, the code of dvc.yaml stage `code` or an upstream output's
+    fingerprint or content changed, the stale directory goes and the work is redone.
     """
     full = {
         "params": fingerprint,
-        "upstream": {str(Path(u).name): fingerprint_of(u) for u in upstream},
+        "code": code_digest(code) if code else None,
+        "upstream": {str(Path(u).name): upstream_entry(u) for u in upstream},
     }
     path = Path(path)
     if path.exists() and fingerprint_of(path) != json.loads(json.dumps(full, sort_keys=True)):
@@ -192,7 +194,7 @@ def stage_labeled_data(ctx: StageContext) -> StageResult:
     start = time.perf_counter()
     skipped = 0
     for out in (train_dir, val_dir):
-        prepare_output(out, _data_fingerprint(cfg))
+        prepare_output(out, _data_fingerprint(cfg), code="labeled_data")
     if cfg.source == "synthetic":
         _render_dataset(
             train_dir,
@@ -238,7 +240,7 @@ def stage_unlabeled_images(ctx: StageContext) -> StageResult:
     out_dir = ctx.layout.out(L.UNLABELED)
     start = time.perf_counter()
     skipped = 0
-    prepare_output(out_dir, _data_fingerprint(cfg))
+    prepare_output(out_dir, _data_fingerprint(cfg), code="unlabeled_images")
     if cfg.source == "target":
         _render_dataset(
             out_dir,
@@ -277,6 +279,7 @@ def stage_target_eval(ctx: StageContext) -> StageResult:
             "render": render.model_dump(mode="json"),
             "shard_size": ctx.params.data.unlabeled.shard_size,
         },
+        code="target_eval",
     )
     if cfg.source == "target":
         _render_dataset(
@@ -356,8 +359,13 @@ def _train_stage(
     if _distributed_rank() > 0:
         # Under torchrun every rank trains; rank 0 alone prepares outputs and records them.
         return StageResult(stage, dict(fit(log=None).metrics), [out_dir])
-    upstream = [ctx.layout.inp(L.LABELED_TRAIN), *(p for pair in (pseudo or []) for p in pair)]
-    prepare_output(out_dir, cfg.model_dump(mode="json"), upstream)
+    upstream = [
+        ctx.layout.inp(L.LABELED_TRAIN),
+        *(p for pair in (pseudo or []) for p in pair),
+        *_val_sets(ctx).values(),
+    ]
+    code = "teacher" if role == "teacher" else "student"
+    prepare_output(out_dir, cfg.model_dump(mode="json"), upstream, code=code)
     report_dir = ctx.layout.report_dir(stage)
     logged_params = {}
     for key in param_keys:
@@ -473,7 +481,7 @@ def _existing_teacher_stage(ctx: StageContext) -> StageResult:
     if _distributed_rank() > 0:  # under torchrun, rank 0 alone installs and evaluates
         return StageResult("teacher", {}, [out_dir])
     digest = teacher_source.content_digest(source)
-    prepare_output(out_dir, {"source": teacher.source, "digest": digest})
+    prepare_output(out_dir, {"source": teacher.source, "digest": digest}, code="teacher")
     model_path = teacher_source.install(source, teacher.source, out_dir)
     device = pick_device(teacher.device if teacher.device != "auto" else ctx.params.device)
     report_dir = ctx.layout.report_dir("teacher")
@@ -568,6 +576,7 @@ def stage_pseudo_labels(ctx: StageContext) -> StageResult:
         out_dir,
         cfg.model_dump(mode="json"),
         [ctx.layout.inp(L.TEACHER), ctx.layout.inp(L.UNLABELED)],
+        code="pseudo_labels",
     )
     start = time.perf_counter()
     stats = generate_pseudo_labels(

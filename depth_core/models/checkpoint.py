@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,24 @@ def save_checkpoint(
     }
     with atomic_path(path) as temp:
         save_file(tensors, str(temp), metadata=header)
+        _sort_header(temp)
     return path
+
+
+def _sort_header(path: Path) -> None:
+    """Rewrite a safetensors header with sorted keys, in place (same length, same offsets).
+
+    safetensors writes its header from a hash map, in an order that changes between calls;
+    sorted, the same weights and metadata always give the same bytes (and the same DVC md5).
+    """
+    with open(path, "r+b") as handle:
+        size = struct.unpack("<Q", handle.read(8))[0]
+        header = json.loads(handle.read(size))
+        text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+        if len(text) > size:  # cannot happen for a header safetensors wrote compactly
+            raise CheckpointError(path, "sorted safetensors header is longer than the original")
+        handle.seek(8)
+        handle.write(text.ljust(size, b" "))  # the format allows trailing spaces
 
 
 def _read_header(path: str | os.PathLike) -> dict[str, str]:

@@ -174,3 +174,11 @@ def test_checkpoint_saved_before_the_activation_choice_loads_with_the_relu_head(
     loaded, _ = load_checkpoint(legacy)
     assert loaded.config.output_activation == "relu"
     assert isinstance(loaded.head.output_conv2[-1], torch.nn.ReLU)
+
+
+def test_the_same_weights_and_metadata_give_the_same_bytes(tmp_path, model):
+    metadata = {"metrics": {"b": 2.0, "a": 1.0}, "step": 3}
+    files = [save_checkpoint(tmp_path / f"{i}.safetensors", model, metadata) for i in range(4)]
+    assert len({f.read_bytes() for f in files}) == 1
+    loaded, read_back = load_checkpoint(files[0])
+    assert read_back == metadata and loaded.config == model.config

@@ -353,3 +353,16 @@ def test_the_step_log_stays_bounded_and_spans_the_run(monkeypatch):
     state.record_step_row({"step": 101})
     resumed.record_step_row({"step": 101})
     assert resumed.steps_log == state.steps_log
+
+
+def test_saving_the_same_weights_again_gives_the_same_bytes(tiny_data, tiny_vit, tmp_path):
+    config = _config(tiny_vit, epochs=1, n_samples=0)
+    out = tmp_path / "teacher"
+    train(config, out, [tiny_data["labeled"]], {"val": tiny_data["val"]})
+    first = (out / "model.safetensors").read_bytes()
+    (out / "model.safetensors").unlink()
+    result = train(config, out, [tiny_data["labeled"]], {"val": tiny_data["val"]}, resume=True)
+    assert (out / "model.safetensors").read_bytes() == first, "timings leaked into the file"
+    assert "train/wall_seconds" in result.metrics
+    _, metadata = load_checkpoint(out / "model.safetensors")
+    assert "train/wall_seconds" not in metadata["metrics"]
