@@ -14,6 +14,15 @@ AMP_DTYPES: dict[str, torch.dtype | None] = {
 }
 
 
+def check_device_name(name: str) -> str:
+    """The spelling of a device preference, checked without touching any device (params)."""
+    choice = str(name).strip().lower()
+    index = choice.removeprefix("cuda:")
+    if choice in ("auto", "cpu", "cuda") or (choice.startswith("cuda:") and index.isdigit()):
+        return name
+    raise ValueError(f"unknown device {name!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
 def pick_device(preference: str | torch.device = "auto") -> torch.device:
     """``"auto"`` (CUDA if present, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``."""
     if isinstance(preference, torch.device):

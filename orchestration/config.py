@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from depth_core.data.importers import ImageImportConfig, RGBDImportConfig
+from depth_core.device import check_device_name
 from depth_core.inference import check_scales
 from depth_core.models import CheckpointError, check_model_path
 from depth_core.synth.render import RenderConfig
@@ -197,6 +198,11 @@ class Params(StrictModel):
     pseudo_labels: PseudoLabelParams = Field(default_factory=PseudoLabelParams)
     students: dict[str, TrainConfig]
     agreement: AgreementParams
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, device: str) -> str:
+        return check_device_name(device)
 
     @model_validator(mode="after")
     def _experts_exist(self):

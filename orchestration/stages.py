@@ -128,9 +128,38 @@ def _finish(
 
 
 def _device(params: Params):
+    return _checked_device(params.device, "device")
+
+
+def _checked_device(preference: str, key: str):
+    """The device a stage runs on, or a ValueError naming the params key that asked for it."""
     from depth_core.device import pick_device
 
-    return pick_device(params.device)
+    try:
+        return pick_device(preference)
+    except (RuntimeError, ValueError) as error:
+        raise ValueError(f"{key}: {error}") from None
+
+
+def _section_device(own: str, key: str, params: Params):
+    """A section's own device (`KEY.device`), or the pipeline's `device` when it says auto."""
+    if own != "auto":
+        return _checked_device(own, f"{key}.device")
+    return _device(params)
+
+
+def _check_model_builds(model_cfg, key: str) -> None:
+    """Build the model on the meta device (no memory, no weights), so a backbone or structure
+    that cannot be built fails naming the params key, before any output is cleared."""
+    import torch
+
+    from depth_core.models import build_model
+
+    try:
+        with torch.device("meta"):
+            build_model(model_cfg, load_pretrained=False)
+    except (ValueError, RuntimeError, TypeError, KeyError) as error:
+        raise ValueError(f"{key}.model: cannot build this model ({error})") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -342,8 +371,12 @@ def _train_stage(
     from depth_core.training import train
 
     out_dir = ctx.layout.out(out_rel)
+    key = param_keys[-1]  # teacher | students.NAME
+    # Everything checkable fails here, naming its params key, before any output is cleared or
+    # any run opened: the device, the model's structure, a missing package or unfit weights.
+    _section_device(cfg.device, key, ctx.params)
+    _check_model_builds(cfg.model, key)
     if cfg.model.pretrained is not None:
-        # A missing package or weights that do not fit fail here, before any output is cleared.
         resolve_weights_file(cfg.model.pretrained, cfg.model.backbone)
     if cfg.device == "auto":
         cfg = cfg.model_copy(update={"device": ctx.params.device})
@@ -471,7 +504,6 @@ def _existing_teacher_stage(ctx: StageContext) -> StageResult:
     """teacher.source checkpoint | transformers: the given model is copied into the teacher's
     output directory and evaluated like a trained teacher's final validation (same sets, batch
     size, pair seed, fp32 and metric keys, plus the row-prior baseline); nothing is trained."""
-    from depth_core.device import pick_device
     from depth_core.evaluation import evaluate_sets
     from depth_core.models import load_depth_model
 
@@ -480,10 +512,10 @@ def _existing_teacher_stage(ctx: StageContext) -> StageResult:
     source = teacher_source.existing_teacher_path(teacher, ctx.layout.default_root, out_dir)
     if _distributed_rank() > 0:  # under torchrun, rank 0 alone installs and evaluates
         return StageResult("teacher", {}, [out_dir])
+    device = _section_device(teacher.device, "teacher", ctx.params)
     digest = teacher_source.content_digest(source)
     prepare_output(out_dir, {"source": teacher.source, "digest": digest}, code="teacher")
     model_path = teacher_source.install(source, teacher.source, out_dir)
-    device = pick_device(teacher.device if teacher.device != "auto" else ctx.params.device)
     report_dir = ctx.layout.report_dir("teacher")
     start = time.perf_counter()
     model, described = load_depth_model(model_path, map_location=device)
@@ -572,6 +604,7 @@ def stage_pseudo_labels(ctx: StageContext) -> StageResult:
 
     cfg = ctx.params.pseudo_labels
     out_dir = ctx.layout.out(L.PSEUDO_LABELS)
+    device = _device(ctx.params)
     prepare_output(
         out_dir,
         cfg.model_dump(mode="json"),
@@ -584,7 +617,7 @@ def stage_pseudo_labels(ctx: StageContext) -> StageResult:
         unlabeled_dir=ctx.layout.inp(L.UNLABELED),
         out_dir=out_dir,
         batch_size=cfg.batch_size,
-        device=_device(ctx.params),
+        device=device,
         amp=cfg.amp,
         flip_tta=cfg.flip_tta,
         scales=cfg.scales,

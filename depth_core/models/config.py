@@ -95,6 +95,14 @@ class ModelConfig(BaseModel):
                 f"backbone {name!r}: hub prefixes are not supported, use a plain timm model name "
                 "and point `pretrained` at a local weights file"
             )
+        import difflib
+
+        import timm
+
+        if not timm.is_model(name):
+            close = difflib.get_close_matches(name, timm.list_models(), n=3)
+            hint = f" (close: {', '.join(close)})" if close else ""
+            raise ValueError(f"backbone {name!r} is not a timm model{hint}")
         return name
 
     @field_validator("pretrained")

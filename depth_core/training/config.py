@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from depth_core.data.augment import AugmentConfig, PhotometricConfig
+from depth_core.device import check_device_name
 from depth_core.losses import LossTerms
 from depth_core.models import ModelConfig
 
@@ -149,3 +150,8 @@ class TrainConfig(BaseModel):
     )
     val_max_images: int | None = Field(None, ge=1)
     n_samples: int = Field(6, ge=0, description="rows of samples.png")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, device: str) -> str:
+        return check_device_name(device)
