@@ -205,14 +205,41 @@ class Params(StrictModel):
         return check_device_name(device)
 
     @model_validator(mode="after")
-    def _experts_exist(self):
-        for expert in self.agreement.experts:
-            if expert.startswith("student:") and expert.split(":", 1)[1] not in self.students:
-                raise ValueError(
-                    f"agreement.experts: {expert!r} names no entry of 'students' "
-                    f"(known: {sorted(self.students)})"
-                )
+    def _experts_exist(self, info: ValidationInfo):
+        root = (info.context or {}).get("root")
+        seen: dict[str, str] = {}
+        for index, expert in enumerate(self.agreement.experts):
+            key = f"agreement.experts[{index}] {expert!r}"
+            _check_expert(expert, key, self.students, root)
+            name = expert_name(expert)
+            if name in seen:
+                raise ValueError(f"{key}: the same expert as {seen[name]!r} (named {name!r})")
+            seen[name] = expert
         return self
+
+
+def expert_name(entry: str) -> str:
+    """How an `agreement.experts` entry is named in the report: teacher, student_NAME, a stem."""
+    if entry == "teacher":
+        return "teacher"
+    if entry.startswith("student:"):
+        return f"student_{entry.split(':', 1)[1]}"
+    return Path(entry).stem
+
+
+def _check_expert(entry: str, key: str, students: dict, root: str | None) -> None:
+    """An expert is the teacher, a student of `students`, or an existing checkpoint path."""
+    if entry == "teacher":
+        return
+    if entry.startswith("student:"):
+        if entry.split(":", 1)[1] not in students:
+            raise ValueError(f"{key} names no entry of 'students' (known: {sorted(students)})")
+        return
+    if not resolve_path(entry, root).exists():
+        raise ValueError(
+            f"{key}: not 'teacher', 'student:<name>' (students: {sorted(students)}) "
+            "or an existing checkpoint path"
+        )
 
 
 class ParamsError(ValueError):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from orchestration import layout as L
 from orchestration import teacher_source
-from orchestration.config import Params, params_section
+from orchestration.config import Params, expert_name, params_section, resolve_path
 from orchestration.files import md5_file, write_json_atomic
 from orchestration.fingerprints import (
     FINGERPRINT_FILE,
@@ -678,15 +678,13 @@ def expert_checkpoints(ctx: StageContext) -> dict[str, Path]:
     experts = {}
     for entry in ctx.params.agreement.experts:
         if entry == "teacher":
-            experts["teacher"] = teacher_source.teacher_model_path(ctx.layout.inp(L.TEACHER))
+            path = teacher_source.teacher_model_path(ctx.layout.inp(L.TEACHER))
         elif entry.startswith("student:"):
-            name = entry.split(":", 1)[1]
-            experts[f"student_{name}"] = (
-                ctx.layout.inp(ctx.layout.student(name)) / L.CHECKPOINT_FILE
-            )
+            student = ctx.layout.student(entry.split(":", 1)[1])
+            path = ctx.layout.inp(student) / L.CHECKPOINT_FILE
         else:
-            path = Path(entry)
-            experts[path.stem] = path if path.is_absolute() else ctx.layout.root / path
+            path = resolve_path(entry, ctx.layout.default_root)  # as params validation does
+        experts[expert_name(entry)] = path
     for name, path in experts.items():
         if not path.exists():
             raise FileNotFoundError(f"agreement expert {name!r}: checkpoint {path} does not exist")

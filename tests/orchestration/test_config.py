@@ -165,3 +165,25 @@ def test_the_lineage_rests_on_pretrained_encoders_with_the_largest_as_teacher(pr
 
     teacher = encoder_size(models.pop("teacher"))
     assert all(encoder_size(m) < teacher for m in models.values())
+
+
+@pytest.mark.parametrize(
+    ("experts", "named"),
+    [
+        (["teacher", "studnet:vit"], r"agreement\.experts\[1\] 'studnet:vit': not 'teacher'"),
+        (["teacher", "vit"], r"agreement\.experts\[1\] 'vit': not 'teacher'"),
+        (["teacher", "teacher"], r"agreement\.experts\[1\] 'teacher': the same expert"),
+    ],
+)
+def test_expert_typos_and_duplicates_fail_at_validation(tmp_path, experts, named):
+    data = _base()
+    data["agreement"]["experts"] = experts
+    with pytest.raises(ParamsError, match=named):
+        load_params(_write(tmp_path, data))
+
+
+def test_an_expert_checkpoint_path_is_relative_to_params(tmp_path):
+    (tmp_path / "other.safetensors").write_bytes(b"x")
+    data = _base()
+    data["agreement"]["experts"] = ["teacher", "other.safetensors"]
+    assert load_params(_write(tmp_path, data)).agreement.experts[1] == "other.safetensors"
