@@ -23,11 +23,43 @@ from depth_core.device import autocast
 
 METRIC_KEYS = ("abs_rel", "delta1", "pair_accuracy", "inverted_fraction", "n_images")
 
+# Ground truth that cannot define a scale-and-shift alignment is skipped, not scored: with a
+# handful of valid pixels (or one depth value) any prediction aligns "perfectly".
+MIN_VALID_PIXELS = 32
+CONSTANT_DEPTH_RTOL = 1e-6
+
+
+def ground_truth_problem(depth, mask) -> str | None:
+    """Why this ground truth cannot score a prediction (too few valid pixels, constant depth),
+    or None when it can. Arrays or tensors of one image, (H, W)."""
+    depth = torch.as_tensor(np.asarray(depth, dtype=np.float32))
+    valid = torch.as_tensor(np.asarray(mask, dtype=bool)) & (depth > 0) & torch.isfinite(depth)
+    n_valid = int(valid.sum())
+    if n_valid < MIN_VALID_PIXELS:
+        return f"{n_valid} valid depth pixels, fewer than the minimum {MIN_VALID_PIXELS}"
+    values = depth[valid]
+    if float(values.max() - values.min()) <= CONSTANT_DEPTH_RTOL * float(values.max()):
+        return f"constant depth ({float(values.max()):.6g} on every valid pixel)"
+    return None
+
+
+def _usable_images(batch: dict[str, torch.Tensor], first: int, skipped: list | None):
+    """The batch without images whose ground truth is unusable; each one noted in `skipped`."""
+    keep = []
+    for i, (depth, mask) in enumerate(zip(batch["depth"], batch["mask"])):
+        problem = ground_truth_problem(depth.numpy(), mask.numpy())
+        if problem is None:
+            keep.append(i)
+        elif skipped is not None:
+            skipped.append({"index": first + i, "reason": problem})
+    return {k: v[keep] for k, v in batch.items()}
+
 
 def _batches(
-    dataset_dir: Path, batch_size: int, max_images: int | None
+    dataset_dir: Path, batch_size: int, max_images: int | None, skipped: list | None = None
 ) -> Iterator[dict[str, torch.Tensor]]:
-    """Fixed-order batches of image, GT depth and mask (depth = 1 / disparity on valid pixels)."""
+    """Fixed-order batches of image, GT depth and mask (depth = 1 / disparity on valid pixels),
+    without the images whose ground truth is unusable (noted, by position, in `skipped`)."""
     dataset = ShardDataset(dataset_dir, shuffle=False, require_depth=True)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=0)
     seen = 0
@@ -36,13 +68,17 @@ def _batches(
             if seen >= max_images:
                 return
             batch = {k: v[: max_images - seen] for k, v in batch.items()}
-        seen += len(batch["image"])
+        first, seen = seen, seen + len(batch["image"])
         mask = batch["mask"]
         disparity = batch["disparity"]
         depth = torch.where(
             mask, 1.0 / torch.where(mask, disparity, torch.ones_like(disparity)), 0.0
         )
-        yield {"image": batch["image"], "depth": depth, "mask": mask}
+        usable = _usable_images(
+            {"image": batch["image"], "depth": depth, "mask": mask}, first, skipped
+        )
+        if len(usable["image"]):
+            yield usable
 
 
 def _finish(
@@ -70,9 +106,11 @@ def evaluate_model(
     max_images: int | None = None,
     max_depth: float | None = None,
     seed: int = 0,
+    skipped: list | None = None,
 ) -> dict[str, float]:
     """Metrics of `model` on a labeled dataset directory: abs_rel, delta1, pair_accuracy,
-    inverted_fraction, n_images. Pair sampling is seeded so repeated calls are comparable."""
+    inverted_fraction, n_images. Pair sampling is seeded so repeated calls are comparable.
+    Images with unusable ground truth are not scored nor counted (listed in `skipped`)."""
     dataset_dir = Path(dataset_dir)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
@@ -80,7 +118,7 @@ def evaluate_model(
     generator = _pair_generator(seed)
     per_batch, n_images = [], 0
     try:
-        for batch in _batches(dataset_dir, batch_size, max_images):
+        for batch in _batches(dataset_dir, batch_size, max_images, skipped):
             with autocast(device, amp):
                 pred = model(batch["image"].to(device))
             per_batch.append(
@@ -136,12 +174,13 @@ def evaluate_row_prior(
     max_images: int | None = None,
     max_depth: float | None = None,
     seed: int = 0,
+    skipped: list | None = None,
 ) -> dict[str, float]:
     """The trivial 'lower in the image is nearer' baseline on the same data and pairs."""
     dataset_dir = Path(dataset_dir)
     generator = _pair_generator(seed)
     per_batch, n_images = [], 0
-    for batch in _batches(dataset_dir, batch_size, max_images):
+    for batch in _batches(dataset_dir, batch_size, max_images, skipped):
         pred = row_prior_like(batch["depth"])
         per_batch.append(
             metrics.evaluate_disparity(
@@ -163,12 +202,18 @@ class MetricAccumulator:
         self.max_depth = max_depth
         self.generator = _pair_generator(seed)
         self.per_image: list[dict[str, torch.Tensor]] = []
+        self.skipped: list[str] = []  # the reason for each image not scored
 
-    def add(self, pred: np.ndarray, depth: np.ndarray, mask: np.ndarray) -> None:
+    def add(self, pred: np.ndarray, depth: np.ndarray, mask: np.ndarray) -> str | None:
+        """Score one image; returns why it was skipped instead, if its ground truth is unusable."""
         if np.shape(pred) != np.shape(depth):
             raise ValueError(
                 f"prediction {np.shape(pred)} and depth {np.shape(depth)} differ in size"
             )
+        problem = ground_truth_problem(depth, mask)
+        if problem is not None:
+            self.skipped.append(problem)
+            return problem
         self.per_image.append(
             metrics.evaluate_disparity(
                 torch.as_tensor(np.asarray(pred, dtype=np.float32))[None],
@@ -178,6 +223,7 @@ class MetricAccumulator:
                 generator=self.generator,
             )
         )
+        return None
 
     def result(self) -> dict[str, float]:
         return _finish(self.per_image, len(self.per_image), "evaluation")

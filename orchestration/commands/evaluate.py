@@ -29,7 +29,12 @@ from depth_core.data.importers import (
 )
 from depth_core.data.manifest import is_dataset_complete
 from depth_core.device import pick_device
-from depth_core.evaluation import MetricAccumulator, evaluate_model, evaluate_row_prior
+from depth_core.evaluation import (
+    MetricAccumulator,
+    evaluate_model,
+    evaluate_row_prior,
+    ground_truth_problem,
+)
 from depth_core.inference import predict_disparity
 from depth_core.metrics import row_prior_disparity
 from depth_core.models import CheckpointError, load_depth_model
@@ -39,6 +44,7 @@ from orchestration.commands.data import add_depth_convention_arguments, depth_co
 BASELINE = "row-prior baseline"
 COLUMNS = ("abs_rel", "delta1", "pair_accuracy", "inverted_fraction", "n_images")
 CHUNK = 16  # images read, predicted and scored at a time: memory stays flat on big folders
+UNUSABLE = "unusable_ground_truth"  # the skip code of ground truth that cannot be scored
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -88,13 +94,19 @@ def _named_checkpoints(entries: list[str]) -> dict[str, Path]:
 def _read_usable_pairs(
     pairs: list[tuple[Path, Path]], data: Path, config: RGBDImportConfig, skipped: list
 ) -> tuple[list, list, list]:
-    """Images, depths and masks of the pairs the importer would accept; the rest to `skipped`."""
+    """Images, depths and masks of the pairs the importer would accept and whose ground truth
+    can score a prediction; the rest to `skipped` with the reason."""
     images, depths, masks = [], [], []
     for image_path, depth_path in pairs:
+        name = image_path.relative_to(data).as_posix()
         try:
             image, depth, mask = read_rgbd_pair(image_path, depth_path, config)
         except SkippedFile as skip:
-            skipped.append(skip.entry(image_path.relative_to(data).as_posix()))
+            skipped.append(skip.entry(name))
+            continue
+        problem = ground_truth_problem(depth, mask)
+        if problem is not None:
+            skipped.append({"file": name, "code": UNUSABLE, "reason": problem})
             continue
         images.append(image)
         depths.append(depth)
@@ -142,8 +154,13 @@ def evaluate_dataset(models: dict[str, Any], data: Path, args) -> dict[str, Any]
         name: evaluate_model(model, data, batch_size=args.batch_size, device=device, amp=amp)
         for name, model in models.items()
     }
-    results[BASELINE] = evaluate_row_prior(data)
-    return {"results": results, "skipped": []}
+    unusable: list[dict] = []
+    results[BASELINE] = evaluate_row_prior(data, skipped=unusable)
+    skipped = [
+        {"file": f"image {entry['index']}", "code": UNUSABLE, "reason": entry["reason"]}
+        for entry in unusable
+    ]
+    return {"results": results, "skipped": skipped}
 
 
 def format_table(results: dict[str, dict[str, float]]) -> str:

@@ -106,3 +106,18 @@ def test_evaluate_predictions_any_size():
 def test_missing_dataset(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing"):
         evaluate_model(RedChannel(), tmp_path / "missing")
+
+
+def test_unusable_ground_truth_is_not_scored_perfect():
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(1.0, 5.0, (3, 16, 16)).astype(np.float32)
+    mask = np.ones_like(depth, dtype=bool)
+    pred = [rng.uniform(0.1, 1.0, (16, 16)).astype(np.float32) for _ in range(3)]
+    honest = evaluate_predictions(pred, depth, mask)
+    one_pixel = np.zeros((16, 16), bool)
+    one_pixel[3, 3] = True
+    flat = np.full((16, 16), 2.0, np.float32)
+    result = evaluate_predictions(
+        [*pred, pred[0], pred[1]], [*depth, depth[0], flat], [*mask, one_pixel, mask[0]]
+    )
+    assert result == honest  # the two unusable images change nothing

@@ -172,3 +172,48 @@ def test_errors_are_reported(checkpoints, rgbd_folder, tmp_path, capsys):
         == 1
     )
     assert "no usable" in capsys.readouterr().err
+
+
+def test_unusable_ground_truth_is_skipped_with_a_reason(checkpoints, rgbd_folder, tmp_path):
+    rng = np.random.default_rng(1)
+    for name in ("one_pixel", "flat"):
+        Image.fromarray(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)).save(
+            rgbd_folder / f"{name}.png"
+        )
+    one_pixel = np.zeros((30, 40), np.uint16)
+    one_pixel[5, 5] = 3000
+    Image.fromarray(one_pixel).save(rgbd_folder / "one_pixel_depth.png")
+    Image.fromarray(np.full((30, 40), 2000, np.uint16)).save(rgbd_folder / "flat_depth.png")
+    out = tmp_path / "eval.json"
+    argv = ["evaluate", "--checkpoint", str(checkpoints[0]), "--data", str(rgbd_folder)]
+    argv += ["--depth-scale", "1000", "--json", str(out), "--device", "cpu", "--quiet"]
+    assert _main(argv) == 0
+    report = json.loads(out.read_text())
+    assert report["results"][command.BASELINE]["n_images"] == 2  # a and b only
+    assert report["results"]["teacher"]["n_images"] == 2
+    reasons = {e["file"]: e["reason"] for e in report["skipped"] if e["code"] == command.UNUSABLE}
+    assert set(reasons) == {"one_pixel.png", "flat.png"}
+    assert "1 valid depth pixels" in reasons["one_pixel.png"]
+    assert "constant depth" in reasons["flat.png"]
+
+
+def test_unusable_ground_truth_in_a_dataset_is_not_counted(checkpoints, tmp_path):
+    data = tmp_path / "set"
+    depth = np.stack([_ground_plane(32, 32)] * 3)
+    depth[1] = 4.0  # constant
+    write_shard(
+        shard_path(data, 0),
+        {
+            "id": np.array(["x", "y", "z"]),
+            "image": np.zeros((3, 32, 32, 3), np.uint8),
+            "depth": depth,
+            "mask": np.ones_like(depth, dtype=bool),
+        },
+    )
+    finalize_dataset(data)
+    out = tmp_path / "e.json"
+    argv = ["evaluate", "--checkpoint", str(checkpoints[0]), "--data", str(data)]
+    assert _main([*argv, "--json", str(out), "--device", "cpu", "--quiet"]) == 0
+    report = json.loads(out.read_text())
+    assert report["results"]["teacher"]["n_images"] == 2
+    assert [e["file"] for e in report["skipped"]] == ["image 1"]
