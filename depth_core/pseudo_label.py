@@ -23,6 +23,7 @@ from depth_core.data.manifest import finalize_dataset, is_dataset_complete
 from depth_core.data.shards import (
     ShardError,
     clean_temp_files,
+    is_complete,
     list_shards,
     read_shard,
     shard_index,
@@ -177,7 +178,7 @@ def generate_pseudo_labels(
     for index in tqdm(selected, desc="pseudo-labels", unit="shard", disable=not progress):
         arrays = read_shard(sources[index], ["id", "image"])
         target = shard_path(out_dir, index)
-        if target.exists() and _has_ids(target, arrays["id"]):
+        if is_complete(target) and _has_ids(target, arrays["id"]):
             skipped += 1
             continue
         start = time.perf_counter()

@@ -1,10 +1,10 @@
 """Fixed-size `.npz` shards written atomically, and a resumable sharded build.
 
 A shard only ever appears under its final name through `atomic_io.atomic_path` (a fully
-written and fsynced temp file renamed into place), so "the file exists" means "the shard is
-complete".
-An interrupted build leaves at most a hidden temp file, which the next build removes before
-rewriting that shard; finished shards are never rewritten.
+written and fsynced temp file renamed into place). An interrupted build leaves at most a
+hidden temp file, which the next build removes before rewriting that shard. A shard under its
+final name is reused only if it still reads back (every member passes its zip CRC check): a
+file damaged after it was written, by a disk or a copy, is rewritten, never trusted.
 """
 
 from __future__ import annotations
@@ -97,8 +97,15 @@ def shard_keys(path: str | Path) -> list[str]:
 
 
 def is_complete(path: str | Path) -> bool:
-    """A shard under its final name is complete: only a finished temp file is renamed there."""
-    return Path(path).is_file()
+    """A shard is complete when it exists, opens as a zip and every array passes its CRC check."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return bool(archive.namelist()) and archive.testzip() is None
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError):
+        return False
 
 
 def list_shards(dataset_dir: str | Path) -> list[Path]:

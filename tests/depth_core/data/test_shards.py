@@ -167,3 +167,25 @@ def test_build_checks_make_shard_lengths(tmp_path):
     with pytest.raises(ShardError, match="first dimension"):
         build_sharded(tmp_path, 5, 5, lambda i, s, c: _arrays(s, c - 1), progress=False)
     assert list_shards(tmp_path) == []
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "flipped_byte"])
+def test_a_damaged_shard_is_rebuilt(tmp_path, damage):
+    def make(index, start, count):
+        return _arrays(start, count)
+
+    build_sharded(tmp_path, 6, 2, make, progress=False)
+    path = shard_path(tmp_path, 1)
+    good = path.read_bytes()
+    if damage == "garbage":
+        path.write_bytes(b"not a zip file")
+    elif damage == "truncated":
+        path.write_bytes(good[: len(good) // 2])
+    else:
+        middle = len(good) // 2
+        path.write_bytes(good[:middle] + bytes([good[middle] ^ 0xFF]) + good[middle + 1 :])
+    assert not is_complete(path)
+    stats = build_sharded(tmp_path, 6, 2, make, progress=False)
+    assert (stats.written, stats.skipped) == (1, 2)
+    rebuilt = read_shard(path)
+    assert all(np.array_equal(rebuilt[k], v) for k, v in _arrays(2, 2).items())
