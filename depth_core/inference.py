@@ -3,6 +3,13 @@
 Each image is resized so its longer side is the model's training resolution (aspect ratio kept,
 sides rounded to the backbone's stride), same-size images are batched together, and every
 prediction is resized back to the image's original resolution.
+
+Memory stays bounded for very large pictures: an image is reduced (box filter, in uint8) to at
+most `REDUCE_HEADROOM` times the model's input before it becomes floats, the read-ahead window
+keeps only those reduced images and model-size predictions, and each prediction is resized to
+its original resolution only when it is handed out. A 6000x4000 photograph thus costs its
+uint8 pixels (72 MB) while it is reduced and one float32 map at full size (96 MB) when its
+prediction is returned, instead of several full-size float copies.
 """
 
 from __future__ import annotations
@@ -21,6 +28,9 @@ from depth_core.models.depth_model import DepthModel
 # Images read ahead per group-and-batch round, as a multiple of batch_size: bounds memory
 # while still finding same-size images to batch together.
 WINDOW_BATCHES = 8
+# Larger images are box-reduced in uint8 until their longer side is within this factor of the
+# model's input; smaller ones go to the (antialiased) float resize unchanged.
+REDUCE_HEADROOM = 2
 
 
 def inference_size(
@@ -50,11 +60,21 @@ def _check_image(index: int, image: np.ndarray) -> np.ndarray:
     return image
 
 
+def reduce_for_model(image: np.ndarray, img_size: int) -> np.ndarray:
+    """`image`, box-reduced by an integer factor in uint8 when its longer side exceeds
+    `REDUCE_HEADROOM * img_size`, so no full-size float copy of a huge photograph is made."""
+    factor = max(image.shape[:2]) // (REDUCE_HEADROOM * img_size)
+    if factor < 2:
+        return image
+    from PIL import Image
+
+    return np.array(Image.fromarray(image).reduce(int(factor)))
+
+
 def _to_model_input(image: np.ndarray, size: tuple[int, int], device: torch.device) -> torch.Tensor:
-    x = (
-        torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)[None].float()
-        / 255.0
-    )
+    if not image.flags.writeable or not image.flags.c_contiguous:
+        image = np.array(image, order="C")  # torch cannot share read-only memory
+    x = torch.from_numpy(image).to(device).permute(2, 0, 1)[None].float() / 255.0
     if tuple(x.shape[-2:]) != size:
         x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
     return x.clamp_(0.0, 1.0)
@@ -100,38 +120,51 @@ def check_scales(scales: Sequence[float]) -> tuple[float, ...]:
     return scales
 
 
+class _Pending:
+    """One image of the read-ahead window: its original size and its reduced pixels."""
+
+    def __init__(self, index: int, image: np.ndarray, img_size: int):
+        self.original = tuple(_check_image(index, image).shape[:2])
+        self.image = reduce_for_model(image, img_size)
+
+
 def _predict_window(
     model: DepthModel,
-    window: Sequence[tuple[int, np.ndarray]],
+    window: Sequence[_Pending],
     batch_size: int,
     device: torch.device,
     flip_tta: bool,
     amp: str | torch.dtype | None,
     scales: Sequence[float],
-) -> list[np.ndarray]:
-    """Predictions for one window of (index, image) pairs, in window order."""
+) -> list[torch.Tensor]:
+    """Model-size float predictions (on `device`) for one window, in window order."""
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for position, (index, image) in enumerate(window):
-        height, width = _check_image(index, image).shape[:2]
-        groups[inference_size(height, width, model.config.img_size, model.input_multiple)].append(
-            position
-        )
+    for position, pending in enumerate(window):
+        size = inference_size(*pending.original, model.config.img_size, model.input_multiple)
+        groups[size].append(position)
 
-    results: list[np.ndarray | None] = [None] * len(window)
+    results: list[torch.Tensor | None] = [None] * len(window)
     for size, positions in groups.items():
         for start in range(0, len(positions), batch_size):
             chunk = positions[start : start + batch_size]
-            batch = torch.cat([_to_model_input(window[p][1], size, device) for p in chunk])
+            batch = torch.cat([_to_model_input(window[p].image, size, device) for p in chunk])
             with autocast(device, amp):
                 disparity = _predict_batch(model, batch, flip_tta, scales)
             for p, pred in zip(chunk, disparity.float()):
-                original = window[p][1].shape[:2]
-                if tuple(pred.shape) != original:
-                    pred = F.interpolate(
-                        pred[None, None], size=original, mode="bilinear", align_corners=False
-                    )[0, 0]
-                results[p] = pred.clamp_(min=0.0).cpu().numpy().astype(np.float32, copy=True)
+                results[p] = pred
     return results  # type: ignore[return-value]
+
+
+def _at_original_size(pred: torch.Tensor, original: tuple[int, int]) -> np.ndarray:
+    """A model-size prediction resized to its image's resolution: non-negative float32, its
+    own memory (never a view into the batch)."""
+    if tuple(pred.shape) == original:
+        pred = pred.clone()
+    else:
+        pred = F.interpolate(pred[None, None], size=original, mode="bilinear", align_corners=False)[
+            0, 0
+        ]
+    return pred.clamp_(min=0.0).cpu().numpy()
 
 
 def iterate_predictions(
@@ -160,13 +193,16 @@ def iterate_predictions(
     was_training = model.training
     model.eval()
     try:
-        numbered = enumerate(images)
-        while window := list(islice(numbered, batch_size * WINDOW_BATCHES)):
+        pending = (_Pending(i, image, model.config.img_size) for i, image in enumerate(images))
+        while window := list(islice(pending, batch_size * WINDOW_BATCHES)):
             with torch.inference_mode():
                 predictions = _predict_window(
                     model, window, batch_size, target, flip_tta, amp, scales
                 )
-            yield from predictions
+            for item, pred in zip(window, predictions):
+                with torch.inference_mode():  # not around the yield: the caller's code
+                    disparity = _at_original_size(pred, item.original)
+                yield disparity
     finally:
         model.train(was_training)
 

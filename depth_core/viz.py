@@ -21,6 +21,10 @@ _TURBO_KEYS = np.array(
 )
 
 
+# Pixels coloured per step: the colour lookup makes ~10 float copies of what it is given.
+_CHUNK_PIXELS = 1 << 20
+
+
 def _lookup(values: np.ndarray) -> np.ndarray:
     """Map values in [0, 1] to RGB floats by linear interpolation between the key colours."""
     pos = np.clip(values, 0.0, 1.0) * (len(_TURBO_KEYS) - 1)
@@ -49,9 +53,11 @@ def colorize_disparity(
         return out
     lo, hi = np.percentile(disp[valid], percentiles)
     scale = hi - lo if hi > lo else 1.0
-    norm = (np.where(valid, disp, lo) - lo) / scale
-    rgb = (_lookup(norm) * 255.0 + 0.5).astype(np.uint8)
-    out[valid] = rgb[valid]
+    rows = max(1, _CHUNK_PIXELS // disp.shape[-1])
+    for top in range(0, disp.shape[0], rows):  # a few rows at a time: bounded float copies
+        part, ok = disp[top : top + rows], valid[top : top + rows]
+        rgb = (_lookup((np.where(ok, part, lo) - lo) / scale) * 255.0 + 0.5).astype(np.uint8)
+        out[top : top + rows][ok] = rgb[ok]
     return out
 
 

@@ -105,3 +105,27 @@ def test_multi_scale_tta_averages_predictions_at_resized_inputs(model):
 def test_bad_scales_are_refused(model, scales):
     with pytest.raises(ValueError, match="scales"):
         predict_disparity(model, _images([(32, 32)]), scales=scales)
+
+
+def test_read_only_images_predict_without_a_warning(model):
+    import warnings
+
+    image = _images([(40, 30)])[0]
+    image.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (pred,) = predict_disparity(model, [image], device="cpu")
+    assert pred.shape == (40, 30) and pred.flags.writeable
+
+
+def test_huge_images_are_reduced_in_uint8_before_becoming_floats(model):
+    from depth_core.inference import REDUCE_HEADROOM, reduce_for_model
+
+    small = _images([(40, 60)])[0]
+    assert reduce_for_model(small, 32) is small  # within the headroom: untouched
+    big = _images([(400, 600)])[0]
+    reduced = reduce_for_model(big, 32)
+    assert reduced.dtype == np.uint8 and max(reduced.shape[:2]) < 2 * REDUCE_HEADROOM * 32
+    (pred,) = predict_disparity(model, [big], device="cpu")
+    assert pred.shape == (400, 600) and pred.dtype == np.float32
+    assert not torch.is_inference_mode_enabled()
