@@ -28,7 +28,7 @@ from orchestration.fingerprints import (
     upstream_entry,
 )
 from orchestration.layout import Layout
-from orchestration.tracking import git_commit, stage_run, teacher_tags
+from orchestration.tracking import check_tracking, git_commit, stage_run, teacher_tags
 
 STAGE_NAMES = (
     "labeled_data",
@@ -376,6 +376,7 @@ def _train_stage(
     # any run opened: the device, the model's structure, a missing package or unfit weights.
     _section_device(cfg.device, key, ctx.params)
     _check_model_builds(cfg.model, key)
+    check_tracking(ctx.layout.default_root)
     if cfg.model.pretrained is not None:
         resolve_weights_file(cfg.model.pretrained, cfg.model.backbone)
     if cfg.device == "auto":
@@ -513,6 +514,7 @@ def _existing_teacher_stage(ctx: StageContext) -> StageResult:
     if _distributed_rank() > 0:  # under torchrun, rank 0 alone installs and evaluates
         return StageResult("teacher", {}, [out_dir])
     device = _section_device(teacher.device, "teacher", ctx.params)
+    check_tracking(ctx.layout.default_root)
     digest = teacher_source.content_digest(source)
     prepare_output(out_dir, {"source": teacher.source, "digest": digest}, code="teacher")
     model_path = teacher_source.install(source, teacher.source, out_dir)
@@ -699,6 +701,7 @@ def stage_agreement(ctx: StageContext) -> StageResult:
 
     cfg = ctx.params.agreement
     out_dir = ctx.layout.out(L.AGREEMENT)
+    check_tracking(ctx.layout.default_root)
     start = time.perf_counter()
     eval_dir = ctx.layout.inp(L.TARGET_EVAL)
     arrays = load_arrays(eval_dir, limit=cfg.n_images)

@@ -4,6 +4,10 @@ Runs are created with `MlflowClient` rather than the fluent API so that nothing 
 process-global "active run": DVC starts every stage in a fresh process, Dagster may run several
 stages in one. Stages of the same pipeline execution share a parent run found by its
 `pipeline_key` tag (the Dagster run id, or the git commit + params hash under DVC).
+
+`DEPTH_DISTILL_TRACKING=off` runs every stage without MLflow (metrics still go to `metrics/`).
+A tracking server is reached once, with a short timeout, before a stage clears any output, so
+an unreachable one fails in seconds with one line instead of after minutes of retries.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import math
 import os
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,6 +25,38 @@ from pathlib import Path
 
 EXPERIMENT_NAME = "depth-distill"
 _FLUSH_EVERY = 200
+TRACKING_ENV = "DEPTH_DISTILL_TRACKING"
+CONNECT_TIMEOUT_S = 5.0
+# MLflow's own defaults (120 s per request, 7 retries with backoff) hang a stage for minutes.
+_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "15", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2"}
+
+
+class TrackingUnavailable(ValueError):
+    """The MLflow tracking server cannot be reached; the message says how to run without it."""
+
+
+def tracking_enabled() -> bool:
+    """False when `DEPTH_DISTILL_TRACKING` is off / 0 / false / no."""
+    return os.environ.get(TRACKING_ENV, "on").strip().lower() not in ("off", "0", "false", "no")
+
+
+def check_tracking(root: Path) -> None:
+    """Reach a tracking server now, within CONNECT_TIMEOUT_S; local stores need no check."""
+    if not tracking_enabled():
+        return
+    uri = default_tracking_uri(root)
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=CONNECT_TIMEOUT_S).close()
+    except urllib.error.HTTPError:
+        return  # it answered: reachable
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        raise TrackingUnavailable(
+            f"MLflow tracking server {uri} is unreachable ({reason}); start it, point "
+            f"MLFLOW_TRACKING_URI elsewhere, or run without tracking: {TRACKING_ENV}=off"
+        ) from None
 
 
 def default_tracking_uri(root: Path) -> str:
@@ -58,6 +96,8 @@ def _client(root: Path):
     into the first root's store."""
     from mlflow.tracking import MlflowClient
 
+    for name, value in _HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     return MlflowClient(tracking_uri=default_tracking_uri(root))
 
 
@@ -111,6 +151,24 @@ class StageRun:
             self.client.log_artifact(self.run_id, str(path), artifact_path)
 
 
+class UntrackedRun:
+    """What a stage logs to when tracking is off: nothing is recorded, nothing fails."""
+
+    run_id = None
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def log_params(self, params: dict[str, object]) -> None:
+        pass
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        pass
+
+
 def _safe_key(key: str) -> str:
     """MLflow keys allow alphanumerics, `_ - . / space`; anything else becomes `_`."""
     return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in key)
@@ -144,7 +202,12 @@ def stage_run(
     extra_tags: dict[str, str] | None = None,
     run_name: str | None = None,
 ) -> Iterator[StageRun]:
-    """Open an MLflow run for one stage under the pipeline's parent run; close it on exit."""
+    """Open an MLflow run for one stage under the pipeline's parent run; close it on exit.
+    With tracking off, an UntrackedRun."""
+    if not tracking_enabled():
+        yield UntrackedRun()
+        return
+    check_tracking(root)
     client = _client(root)
     experiment_id = _experiment_id(client, root)
     tags = {"runner": runner, **(extra_tags or {})}

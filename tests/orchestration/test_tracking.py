@@ -68,3 +68,54 @@ def test_a_different_pipeline_key_gets_its_own_parent(tracking_root: Path):
         r for r in client.search_runs([exp.experiment_id]) if r.data.tags["role"] == "pipeline"
     ]
     assert len(parents) == 2
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_an_unreachable_server_fails_fast_with_one_clear_line(tracking_root, monkeypatch):
+    import time
+
+    from orchestration.tracking import TrackingUnavailable
+
+    uri = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    start = time.perf_counter()
+    with (
+        pytest.raises(TrackingUnavailable) as error,
+        stage_run(tracking_root, "teacher", "teacher", "k", "cli"),
+    ):
+        pass
+    assert time.perf_counter() - start < 10
+    message = str(error.value)
+    assert uri in message and "DEPTH_DISTILL_TRACKING=off" in message and "\n" not in message
+
+
+def test_tracking_off_records_nothing(tracking_root, monkeypatch):
+    monkeypatch.setenv("DEPTH_DISTILL_TRACKING", "off")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_closed_port()}")
+    with stage_run(tracking_root, "teacher", "teacher", "k", "cli", {"a": 1}) as run:
+        run.log_metrics({"train/loss": 1.0}, step=1)
+        run.log_artifact(tracking_root)
+    assert run.run_id is None
+    assert not (tracking_root / "mlflow.db").exists()
+
+
+def test_an_unreachable_server_keeps_the_trained_teacher(tmp_path, monkeypatch):
+    from orchestration.layout import default_layout
+    from orchestration.stages import StageContext, stage_teacher
+    from orchestration.tracking import TrackingUnavailable
+    from tests.helpers import smoke_params
+
+    out = tmp_path / "models" / "teacher"
+    out.mkdir(parents=True)
+    (out / "model.safetensors").write_bytes(b"trained weights")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_closed_port()}")
+    with pytest.raises(TrackingUnavailable):
+        stage_teacher(StageContext(smoke_params(), default_layout(tmp_path)))
+    assert (out / "model.safetensors").read_bytes() == b"trained weights"
