@@ -22,6 +22,7 @@ from orchestration.config import Params, TeacherParams, load_params
 from orchestration.dagster_metadata import stage_metadata
 from orchestration.dvc_sync import DvcError, commit_stage, is_dvc_repo
 from orchestration.layout import Layout, default_layout, experiment_layout
+from orchestration.locks import lock_name, output_lock
 from orchestration.profiles import profile_params
 from orchestration.stages import StageContext, StageResult, run_stage
 
@@ -84,14 +85,16 @@ def _run(
         experiment=pipeline.experiment_name(context.run_id),
     )
     context.log.info(f"stage {stage}{' ' + student if student else ''} -> {layout.root}")
-    result = run_stage(stage, ctx, student=student)
     hashes: dict[str, str] = {}
     root = Path(pipeline.root)
-    if not layout.is_experiment and pipeline.commit_to_dvc and is_dvc_repo(root):
-        try:
-            hashes = commit_stage(root, dvc_stage)
-        except DvcError as exc:
-            context.log.warning(str(exc))
+    # The outputs stay locked until DVC has recorded them: no other runner writes in between.
+    with output_lock(layout.root, lock_name(stage, student), "dagster"):
+        result = run_stage(stage, ctx, student=student)
+        if not layout.is_experiment and pipeline.commit_to_dvc and is_dvc_repo(root):
+            try:
+                hashes = commit_stage(root, dvc_stage)
+            except DvcError as exc:  # DVC and Dagster would disagree: not a success
+                raise dg.Failure(description=str(exc)) from exc
     return result, stage_metadata(result, hashes)
 
 

@@ -40,7 +40,7 @@ def commit_stage(root: Path, stage: str, timeout: float = 1800) -> dict[str, str
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     proc = subprocess.run(
-        [exe, "commit", "--force", "--quiet", stage],
+        [exe, "commit", "--force", stage],
         cwd=root,
         capture_output=True,
         text=True,
@@ -49,7 +49,8 @@ def commit_stage(root: Path, stage: str, timeout: float = 1800) -> dict[str, str
         check=False,
     )
     if proc.returncode != 0:
-        raise DvcError(f"dvc commit {stage} failed:\n{proc.stderr.strip() or proc.stdout.strip()}")
+        reason = proc.stderr.strip() or proc.stdout.strip() or "no output"
+        raise DvcError(f"dvc commit {stage} failed (exit status {proc.returncode}): {reason}")
     return locked_outputs(root, stage)
 
 

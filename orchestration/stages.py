@@ -28,6 +28,7 @@ from orchestration.fingerprints import (
     upstream_entry,
 )
 from orchestration.layout import Layout
+from orchestration.locks import lock_name, output_lock
 from orchestration.tracking import check_tracking, git_commit, stage_run, teacher_tags
 
 STAGE_NAMES = (
@@ -753,13 +754,15 @@ STAGE_FUNCTIONS: dict[str, Callable[..., StageResult]] = {
 
 
 def run_stage(name: str, ctx: StageContext, student: str | None = None) -> StageResult:
+    """Run one stage while holding the lock on its outputs (every runner comes through here)."""
     if name not in STAGE_FUNCTIONS:
         raise KeyError(f"unknown stage {name!r}; stages: {', '.join(STAGE_NAMES)}")
-    if name == "student":
-        if not student:
-            raise ValueError("stage 'student' needs a student name (--student NAME)")
-        return stage_student(ctx, student)
-    return STAGE_FUNCTIONS[name](ctx)
+    if name == "student" and not student:
+        raise ValueError("stage 'student' needs a student name (--student NAME)")
+    with output_lock(ctx.layout.root, lock_name(name, student), ctx.runner):
+        if name == "student":
+            return stage_student(ctx, student)
+        return STAGE_FUNCTIONS[name](ctx)
 
 
 def read_metrics(layout: Layout, stage: str) -> dict:
