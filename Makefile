@@ -39,9 +39,11 @@ bench: setup
 	$(BIN)/depth-distill bench all
 
 # Run history persists in .dagster/ (DAGSTER_HOME); the code location comes from pyproject.toml.
+# Ctrl-C or SIGTERM stops dagster dev with its webserver, daemon and code servers (no orphans).
 dagster: setup
 	mkdir -p .dagster
-	DAGSTER_HOME="$(CURDIR)/.dagster" PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dagster dev -h 127.0.0.1 -p 3000
+	DAGSTER_HOME="$(CURDIR)/.dagster" PATH="$(CURDIR)/$(BIN):$$PATH" \
+		exec scripts/run-process-group.sh $(BIN)/dagster dev -h 127.0.0.1 -p 3000
 
 mlflow: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
