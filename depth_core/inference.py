@@ -188,7 +188,9 @@ def iterate_predictions(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     scales = check_scales(scales)
-    target = torch.device(device) if device is not None else next(model.parameters()).device
+    # An onnxruntime-backed model (depth_core.export) has no parameters: it runs on the CPU.
+    here = next(model.parameters(), torch.empty(0)).device
+    target = torch.device(device) if device is not None else here
     model.to(target)
     was_training = model.training
     model.eval()
