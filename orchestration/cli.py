@@ -21,6 +21,7 @@ COMMAND_MODULES = {
     "stage": "stage",
     "data": "data",
     "predict": "predict",
+    "export": "export",
     "evaluate": "evaluate",
     "evaluate-pairs": "evaluate_pairs",
     "bench": "bench",

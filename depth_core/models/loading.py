@@ -1,7 +1,8 @@
 """One loader for every place a model is read from a path (inference, labelling, voting, CLI).
 
-A path is either a depth-distill checkpoint (one .safetensors file that rebuilds its model) or a
-local Hugging Face depth-estimation folder (a directory with config.json). Training keeps
+A path is a depth-distill checkpoint (one .safetensors file that rebuilds its model), a
+local Hugging Face depth-estimation folder (a directory with config.json), or a depth-distill
+ONNX export (an .onnx file, run by onnxruntime on the CPU). Training keeps
 `load_checkpoint`: it needs a DepthModel it can optimise.
 """
 
@@ -20,16 +21,18 @@ from depth_core.models.transformers_teacher import (
     load_transformers_model,
 )
 
-ModelKind = Literal["checkpoint", "transformers"]
+ModelKind = Literal["checkpoint", "transformers", "onnx"]
+ONNX_SUFFIX = ".onnx"
 
 
 def model_kind(path: str | os.PathLike) -> ModelKind:
-    """'transformers' for a folder, 'checkpoint' for a file; CheckpointError when neither exists."""
+    """'transformers' for a folder, 'onnx' for an .onnx file, 'checkpoint' for another file;
+    CheckpointError when neither exists."""
     path = Path(path)
     if path.is_dir():
         return "transformers"
     if path.is_file():
-        return "checkpoint"
+        return "onnx" if path.suffix.lower() == ONNX_SUFFIX else "checkpoint"
     raise CheckpointError(path, "no such checkpoint file or model folder")
 
 
@@ -58,8 +61,14 @@ def load_depth_model(
 
     Both kinds map (B, 3, H, W) images in [0, 1] to (B, H, W) non-negative disparity and carry
     `config.img_size` and `input_multiple` for `depth_core.inference`. For a checkpoint the
-    metadata is the checkpoint's own; for a folder it describes the wrapped model.
+    metadata is the checkpoint's own; for a folder it describes the wrapped model; for an ONNX
+    export it is the export's metadata (the model runs on the CPU whatever `map_location`).
     """
-    if model_kind(path) == "transformers":
+    kind = model_kind(path)
+    if kind == "transformers":
         return load_transformers_model(path, map_location)
+    if kind == "onnx":
+        from depth_core.export.runtime import load_onnx_model
+
+        return load_onnx_model(path)
     return load_checkpoint(path, map_location)

@@ -4,7 +4,9 @@ For each image, `<stem>.npy` holds float32 disparity at the image's original res
 (larger = nearer) and `<stem>.png` a colourised picture of it; sub-folders of the input are
 mirrored in the output so equal file names never collide. Unreadable files are skipped and
 listed at the end; the command fails only when no image could be predicted. `--checkpoint` is a
-depth-distill .safetensors file or a local Hugging Face depth-estimation folder.
+depth-distill .safetensors file, a local Hugging Face depth-estimation folder, or a
+depth-distill ONNX export (`depth-distill export`), which runs through onnxruntime on the CPU in
+fp32 with the same resizing, outputs and files.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from tqdm.auto import tqdm
 from depth_core.data.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image
 from depth_core.device import pick_device
 from depth_core.inference import iterate_predictions
-from depth_core.models import CheckpointError, load_depth_model
+from depth_core.models import CheckpointError, load_depth_model, model_kind
 from depth_core.pseudo_label import resolve_inference_amp
 from depth_core.viz import colorize_disparity
 
@@ -37,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--checkpoint",
         required=True,
-        help="model .safetensors checkpoint, or a local Hugging Face depth-estimation folder",
+        help="model .safetensors checkpoint, a local Hugging Face depth-estimation folder, "
+        "or a depth-distill .onnx export (onnxruntime, CPU)",
     )
     parser.add_argument(
         "--input", required=True, help="an image file or a folder (searched recursively)"
@@ -81,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     source, output = Path(args.input), Path(args.output)
     try:
         paths = find_images(source)
-        device = pick_device(args.device)
+        onnx = model_kind(args.checkpoint) == "onnx"  # onnxruntime: CPU, fp32
+        device = pick_device("cpu" if onnx else args.device)
         model, _ = load_depth_model(args.checkpoint, map_location=device)
     except (FileNotFoundError, CheckpointError, RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -92,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         print("error: --batch-size must be >= 1", file=sys.stderr)
         return 1
-    amp = resolve_inference_amp(args.amp, device)
+    amp = "fp32" if onnx else resolve_inference_amp(args.amp, device)
 
     readable: deque[Path] = deque()
     skipped: list[tuple[Path, str]] = []
