@@ -23,6 +23,7 @@ from pydantic import (
 
 from depth_core.data.importers import ImageImportConfig, RGBDImportConfig
 from depth_core.device import check_device_name
+from depth_core.export.config import ExportConfig
 from depth_core.inference import check_scales
 from depth_core.models import CheckpointError, check_model_path
 from depth_core.synth.render import RenderConfig
@@ -187,6 +188,20 @@ class AgreementParams(StrictModel):
         return self
 
 
+class ExportParams(ExportConfig):
+    """export@<student>: each student checkpoint as models/onnx/<student>.onnx, parity-checked,
+    and its single-image CPU latency through onnxruntime at the student's training size."""
+
+    latency_iterations: int = Field(10, ge=1, description="timed runs (the median counts)")
+    latency_threads: int = Field(
+        1, ge=0, description="onnxruntime intra-op threads for the latency (0: all cores)"
+    )
+
+    def export_config(self) -> ExportConfig:
+        """The export part alone, what `depth_core.export` receives."""
+        return ExportConfig.model_validate(self.model_dump(include=set(ExportConfig.model_fields)))
+
+
 class Params(StrictModel):
     device: str = Field(
         "auto",
@@ -198,6 +213,7 @@ class Params(StrictModel):
     pseudo_labels: PseudoLabelParams = Field(default_factory=PseudoLabelParams)
     students: dict[str, TrainConfig]
     agreement: AgreementParams
+    export: ExportParams = Field(default_factory=ExportParams)
 
     @field_validator("device")
     @classmethod

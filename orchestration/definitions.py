@@ -1,6 +1,7 @@
 """Dagster definitions: the lineage as software-defined assets.
 
 labeled_data ─► teacher_checkpoint ─► pseudo_labels ─► student_checkpoint_<name> ─► expert_agreement_report
+                                                                     └─► student_onnx_<name>
 unlabeled_images ───────────────────────┘
 target_eval_set (held-out ground truth) ─ validation of every model and the agreement report
 
@@ -261,6 +262,51 @@ def _student_asset(name: str) -> dg.AssetsDefinition:
     return _student
 
 
+def _student_onnx_asset(name: str) -> dg.AssetsDefinition:
+    """student_onnx_<name>: the student exported to ONNX (export@<name>)."""
+    key = f"student_onnx_{name}"
+
+    @dg.asset(
+        name=key,
+        group_name="deployment",
+        kinds={"onnx", "mlflow", "dvc"},
+        deps=[f"student_checkpoint_{name}"],
+        check_specs=[dg.AssetCheckSpec("matches_pytorch", asset=key)],
+    )
+    def _onnx(context: AssetExecutionContext, pipeline: PipelineResource):
+        result, metadata = _run(context, pipeline, "export", f"export@{name}", student=name)
+        m = result.metrics
+        metadata.update(
+            {
+                "onnx_bytes": dg.MetadataValue.int(int(m["onnx_bytes"])),
+                "onnx_sha256": str(m["onnx_sha256"]),
+                "onnx_md5": str(m["onnx_md5"]),
+                "parity_max_rel_diff": dg.MetadataValue.float(float(m["parity_max_rel_diff"])),
+                "cpu_latency_ms": dg.MetadataValue.float(float(m["cpu_latency_ms"])),
+                "latency_size": str(m["latency_size"]),
+                "dynamic_shapes": bool(m["dynamic_shapes"]),
+            }
+        )
+        tolerance = pipeline.params().export.parity_tolerance
+        return dg.MaterializeResult(
+            metadata=metadata,
+            check_results=[
+                _check(
+                    "matches_pytorch",
+                    float(m["parity_max_rel_diff"]) <= tolerance,
+                    f"onnxruntime within {tolerance:g} (max relative difference) of PyTorch",
+                    parity_max_rel_diff=float(m["parity_max_rel_diff"]),
+                )
+            ],
+        )
+
+    _onnx.__doc__ = (
+        f"Student '{name}' as one ONNX file (dynamic batch, height and width; normalisation "
+        "and padding inside), parity-checked against the checkpoint and timed on the CPU."
+    )
+    return _onnx
+
+
 def _default_params() -> Params | None:
     try:
         return load_params(REPO_ROOT / "params.yaml")
@@ -283,6 +329,7 @@ def _expert_deps(params: Params | None) -> list[str]:
 def build_definitions(params: Params | None = None) -> dg.Definitions:
     params = params if params is not None else _default_params()
     students = [_student_asset(name) for name in (params.students if params else {})]
+    exports = [_student_onnx_asset(name) for name in (params.students if params else {})]
 
     @dg.asset(
         group_name="reports",
@@ -318,6 +365,7 @@ def build_definitions(params: Params | None = None) -> dg.Definitions:
         _teacher_asset(params.teacher if params else None),
         pseudo_labels,
         *students,
+        *exports,
         expert_agreement_report,
     ]
     lineage = dg.define_asset_job(

@@ -27,8 +27,9 @@ class OutputsBusy(ValueError):
 
 
 def lock_name(stage: str, student: str | None = None) -> str:
-    """The lock of a stage's outputs: the stage, or `student_NAME` for one student."""
-    return f"student_{student}" if stage == "student" and student else stage
+    """The lock of a stage's outputs: the stage, or `student_NAME` / `export_NAME` for one
+    student's."""
+    return f"{stage}_{student}" if stage in ("student", "export") and student else stage
 
 
 def _holder(path: Path) -> str:

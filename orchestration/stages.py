@@ -39,6 +39,7 @@ STAGE_NAMES = (
     "pseudo_labels",
     "student",
     "agreement",
+    "export",
 )
 
 # The params.yaml keys each stage reads (logged to MLflow; mirrored by dvc.yaml's `params:`).
@@ -742,6 +743,16 @@ def stage_agreement(ctx: StageContext) -> StageResult:
     return _finish(ctx, "agreement", metrics, [out_dir], pictures, run.run_id)
 
 
+def stage_export(ctx: StageContext, name: str) -> StageResult:
+    """export@<student>: the student as ONNX (orchestration.export_stage)."""
+    from orchestration.export_stage import stage_export as export_student
+
+    return export_student(ctx, name)
+
+
+# Stages run once per student (`--student NAME`).
+PER_STUDENT_STAGES = {"student": stage_student, "export": stage_export}
+
 STAGE_FUNCTIONS: dict[str, Callable[..., StageResult]] = {
     "labeled_data": stage_labeled_data,
     "unlabeled_images": stage_unlabeled_images,
@@ -750,6 +761,7 @@ STAGE_FUNCTIONS: dict[str, Callable[..., StageResult]] = {
     "pseudo_labels": stage_pseudo_labels,
     "student": stage_student,
     "agreement": stage_agreement,
+    "export": stage_export,
 }
 
 
@@ -757,11 +769,11 @@ def run_stage(name: str, ctx: StageContext, student: str | None = None) -> Stage
     """Run one stage while holding the lock on its outputs (every runner comes through here)."""
     if name not in STAGE_FUNCTIONS:
         raise KeyError(f"unknown stage {name!r}; stages: {', '.join(STAGE_NAMES)}")
-    if name == "student" and not student:
-        raise ValueError("stage 'student' needs a student name (--student NAME)")
+    if name in PER_STUDENT_STAGES and not student:
+        raise ValueError(f"stage {name!r} needs a student name (--student NAME)")
     with output_lock(ctx.layout.root, lock_name(name, student), ctx.runner):
-        if name == "student":
-            return stage_student(ctx, student)
+        if name in PER_STUDENT_STAGES:
+            return PER_STUDENT_STAGES[name](ctx, student)
         return STAGE_FUNCTIONS[name](ctx)
 
 

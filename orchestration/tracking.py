@@ -242,3 +242,33 @@ def stage_run(
             handle.flush()
         finally:
             client.set_terminated(run.info.run_id, status)
+
+
+def attach_to_run(
+    root: Path,
+    run_id: str | None,
+    artifacts: dict[str, Path],
+    metrics: dict[str, float],
+    tags: dict[str, str],
+) -> bool:
+    """Add artifacts (artifact folder -> file), metrics and tags to an existing run, such as a
+    finished student's: what is made from a trained model (its ONNX export) is found with the
+    run that trained it. False, and nothing logged, when tracking is off or the run is gone."""
+    if not tracking_enabled() or not run_id:
+        return False
+    from mlflow.exceptions import MlflowException
+
+    check_tracking(root)
+    client = _client(root)
+    try:
+        client.get_run(run_id)
+    except MlflowException:
+        return False
+    handle = StageRun(client, run_id)
+    handle.log_metrics(metrics)
+    handle.flush()
+    for folder, path in artifacts.items():
+        handle.log_artifact(path, folder)
+    for key, value in tags.items():
+        client.set_tag(run_id, _safe_key(key), str(value))
+    return True

@@ -17,7 +17,9 @@ def register(subparsers) -> None:
         "dvc.yaml declares.",
     )
     parser.add_argument("name", choices=STAGE_NAMES)
-    parser.add_argument("--student", help="which entry of `students` (stage 'student' only)")
+    parser.add_argument(
+        "--student", help="which entry of `students` (stages 'student' and 'export')"
+    )
     parser.add_argument("--params", default="params.yaml", type=Path)
     parser.add_argument("--root", default=".", type=Path, help="repository root")
     parser.add_argument(
