@@ -79,7 +79,9 @@ def torch_call(model: torch.nn.Module, mode: str) -> Callable[[torch.Tensor], to
     if channels_last:
         net = copy.deepcopy(model).to(memory_format=torch.channels_last)
     if mode == "compile":
-        net = torch.compile(model)
+        # Static shapes: each size compiles its own graph (dynamic-shape recompiles of these
+        # models fail inside inductor in torch 2.14: TensorReferenceAnalysis.python_mod).
+        net = torch.compile(model, dynamic=False)
 
     def call(x: torch.Tensor) -> torch.Tensor:
         if channels_last:
@@ -172,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     table = {}
     with tempfile.TemporaryDirectory() as folder:
         for name, model in students(args).items():
+            torch._dynamo.reset()  # the students share forward code: keep under the recompile limit
             calls = {m: torch_call(model, m) for m in modes if m != "onnx"}
             if "onnx" in modes:
                 calls["onnx"] = onnx_call(model, Path(folder), name)
