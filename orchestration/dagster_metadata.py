@@ -26,10 +26,10 @@ def picture_markdown(pictures: dict[str, Path]) -> str:
 
 
 def mlflow_url(run_id: str, experiment_id: str | None = None) -> str:
-    base = "http://127.0.0.1:5000"
-    if experiment_id:
-        return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
-    return f"{base}/#/runs/{run_id}"
+    """The run's page in the MLflow UI configured for tracking (DEPTH_DISTILL_MLFLOW_UI)."""
+    from orchestration.tracking import run_page_url
+
+    return run_page_url(run_id, experiment_id)
 
 
 def stage_metadata(result: StageResult, dvc_hashes: dict[str, str] | None = None) -> dict:

@@ -2,7 +2,8 @@
 
 The export is parity-checked against the PyTorch checkpoint (depth_core.export fails above the
 tolerance and then writes nothing), timed on the CPU through onnxruntime, and attached to the
-MLflow run that trained the student, so the run holds the model in both forms.
+MLflow run that trained the student, so the run holds the model in both forms; the student's
+registered model version is tagged with the ONNX file's URI and sha256.
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ def stage_export(ctx: StageContext, name: str) -> StageResult:
         {"onnx_sha256": report.sha256, "onnx_path": report.path},
     )
     info = {"onnx_path": report.path, "source_checkpoint_path": str(checkpoint)}
+    if attached and attached.model_versions:
+        info["mlflow_model"] = ", ".join(attached.model_versions)
     if report.note:
         info["note"] = report.note
     return _finish(

@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from orchestration import layout as L
 from orchestration import teacher_source
-from orchestration.config import Params, expert_name, params_section, resolve_path
+from orchestration.config import Params, expert_name, resolve_path
 from orchestration.files import md5_file, write_json_atomic
 from orchestration.fingerprints import (
     FINGERPRINT_FILE,
@@ -29,7 +31,13 @@ from orchestration.fingerprints import (
 )
 from orchestration.layout import Layout
 from orchestration.locks import lock_name, output_lock
-from orchestration.tracking import check_tracking, git_commit, stage_run, teacher_tags
+from orchestration.tracking import (
+    check_tracking,
+    git_commit,
+    registered_model_name,
+    stage_run,
+    teacher_tags,
+)
 
 STAGE_NAMES = (
     "labeled_data",
@@ -365,15 +373,19 @@ def _train_stage(
     cfg,
     out_rel: str,
     pseudo: list[tuple[Path, Path]] | None,
-    param_keys: list[str],
+    key: str,
     run_name: str,
     info: dict[str, str] | None = None,
 ) -> StageResult:
+    """Train one model (`key`: teacher | students.NAME) and record it: metrics, pictures and
+    the trained config's params under the same keys for every role, so MLflow compares the
+    teacher and the students row by row; a teacher or student also becomes a registered
+    model version carrying its checkpoint and config."""
     from depth_core.models.weights import resolve_weights_file
     from depth_core.training import train
 
     out_dir = ctx.layout.out(out_rel)
-    key = param_keys[-1]  # teacher | students.NAME
+    student = key.split(".", 1)[1] if key.startswith("students.") else None
     # Everything checkable fails here, naming its params key, before any output is cleared or
     # any run opened: the device, the model's structure, a missing package or unfit weights.
     _section_device(cfg.device, key, ctx.params)
@@ -403,12 +415,8 @@ def _train_stage(
     code = "teacher" if role == "teacher" else "student"
     prepare_output(out_dir, cfg.model_dump(mode="json"), upstream, code=code)
     report_dir = ctx.layout.report_dir(stage)
-    logged_params = {}
-    for key in param_keys:
-        section = params_section(ctx.params, key)
-        logged_params.update(
-            _flatten(section, key) if isinstance(section, dict) else {key: section}
-        )
+    tags = {**ctx.tags, **({"student": student} if student else {})}
+    info = dict(info or {})
     start = time.perf_counter()
     with stage_run(
         ctx.layout.default_root,
@@ -416,8 +424,8 @@ def _train_stage(
         role,
         ctx.pipeline_key,
         ctx.runner,
-        logged_params,
-        ctx.tags,
+        _flatten(cfg),  # what was trained, its device resolved
+        tags,
         run_name,
     ) as run:
         result = fit(log=run.log_metrics)
@@ -432,6 +440,16 @@ def _train_stage(
         for picture in pictures.values():
             run.log_artifact(picture, "pictures")
         run.log_artifact(report_dir / "history.json")
+        registered = registered_model_name(role, student)
+        if registered:
+            version = run.register_model(
+                registered,
+                [checkpoint],
+                cfg.model_dump(mode="json"),
+                {**tags, "role": role, "stage": stage, "checkpoint_md5": metrics["checkpoint_md5"]},
+            )
+            if version:
+                info["mlflow_model"] = f"{registered}/{version}"
         metrics["mlflow_run_id"] = run.run_id
     return _finish(ctx, stage, metrics, [out_dir], pictures, run.run_id, info)
 
@@ -463,14 +481,21 @@ def _publish_training_pictures(out_dir: Path, report_dir: Path) -> dict[str, Pat
     return pictures
 
 
-def _flatten(value: dict, prefix: str) -> dict:
+def _flatten(config: BaseModel, prefix: str = "") -> dict:
+    """One MLflow param per config field under dotted keys (`optim.lr`, `model.backbone`):
+    nested configs are walked, any other value (a list, `backbone_kwargs`) is one JSON value,
+    so every run of one config type logs the same keys whatever its values."""
+    dumped = config.model_dump(mode="json")
     flat = {}
-    for key, item in value.items():
-        name = f"{prefix}.{key}"
-        if isinstance(item, dict):
-            flat.update(_flatten(item, name))
+    for name in type(config).model_fields:
+        key = f"{prefix}.{name}" if prefix else name
+        value = getattr(config, name)
+        if isinstance(value, BaseModel):
+            flat.update(_flatten(value, key))
+        elif isinstance(dumped[name], (dict, list)):
+            flat[key] = json.dumps(dumped[name], sort_keys=True)
         else:
-            flat[name] = item
+            flat[key] = dumped[name]
     return flat
 
 
@@ -485,7 +510,7 @@ def stage_teacher(ctx: StageContext) -> StageResult:
         ctx.params.teacher.train_config(),
         L.TEACHER,
         None,
-        STAGE_PARAMS["teacher"],
+        "teacher",
         "teacher",
         info={"teacher_source": "train"},
     )
@@ -524,8 +549,10 @@ def _existing_teacher_stage(ctx: StageContext) -> StageResult:
     start = time.perf_counter()
     model, described = load_depth_model(model_path, map_location=device)
     info = _describe_existing_teacher(teacher.source, source, model, described)
-    logged = {"device": ctx.params.device, "teacher.resolved_path": str(source)}
-    logged.update({f"teacher.{k}": getattr(teacher, k) for k in _EXISTING_TEACHER_KEYS})
+    # The keys a trained teacher's run logs too (batch_size, seed, ...), the device resolved.
+    logged = {k: getattr(teacher, k) for k in _EXISTING_TEACHER_KEYS}
+    logged["device"] = teacher.device if teacher.device != "auto" else ctx.params.device
+    logged["resolved_path"] = str(source)
     run_tags = {**ctx.tags, **{k: v for k, v in info.items() if k != "teacher_path"}}
     with stage_run(
         ctx.layout.default_root,
@@ -644,7 +671,7 @@ def stage_student(ctx: StageContext, name: str) -> StageResult:
         ctx.params.students[name],
         ctx.layout.student(name),
         pseudo,
-        ["device", f"students.{name}"],
+        f"students.{name}",
         f"student {name}",
     )
 
@@ -666,7 +693,7 @@ def train_control(ctx: StageContext, name: str, steps: int) -> StageResult:
         cfg,
         f"models/controls/{name}",
         None,
-        ["device", f"students.{name}"],
+        f"students.{name}",
         f"control {name} (labeled only)",
         info={"control_of": f"student:{name}"},
     )
@@ -732,7 +759,7 @@ def stage_agreement(ctx: StageContext) -> StageResult:
         "report",
         ctx.pipeline_key,
         ctx.runner,
-        _flatten(params_section(ctx.params, "agreement"), "agreement"),
+        {"device": ctx.params.device, **_flatten(cfg, "agreement")},
         ctx.tags,
         "expert agreement",
     ) as run:

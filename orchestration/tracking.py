@@ -5,6 +5,15 @@ process-global "active run": DVC starts every stage in a fresh process, Dagster 
 stages in one. Stages of the same pipeline execution share a parent run found by its
 `pipeline_key` tag (the Dagster run id, or the git commit + params hash under DVC).
 
+Each trained teacher and student also becomes a version of a registered model
+(`depth-distill-teacher`, `depth-distill-student-<name>`): its checkpoint and config as plain
+artifacts of its run (a depth-distill checkpoint rebuilds its model by itself, so no MLflow
+model flavour is involved), the version linked to that run.
+
+Where runs go and where people look at them is configuration: `MLFLOW_TRACKING_URI` (the
+store), `MLFLOW_EXPERIMENT_NAME` (the experiment, `depth-distill` by default) and
+`DEPTH_DISTILL_MLFLOW_UI` (the UI address used in links, e.g. Dagster's).
+
 `DEPTH_DISTILL_TRACKING=off` runs every stage without MLflow (metrics still go to `metrics/`).
 A tracking server is reached once, with a short timeout, before a stage clears any output, so
 an unreachable one fails in seconds with one line instead of after minutes of retries.
@@ -12,9 +21,11 @@ an unreachable one fails in seconds with one line instead of after minutes of re
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -23,7 +34,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-EXPERIMENT_NAME = "depth-distill"
+DEFAULT_EXPERIMENT = "depth-distill"
+EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
+UI_ENV = "DEPTH_DISTILL_MLFLOW_UI"
+DEFAULT_UI = "http://127.0.0.1:5000"  # where `make mlflow` serves the UI
+REGISTERED_PREFIX = "depth-distill"
+MODEL_ARTIFACTS = "model"  # the run's artifact folder a registered version points at
 _FLUSH_EVERY = 200
 TRACKING_ENV = "DEPTH_DISTILL_TRACKING"
 CONNECT_TIMEOUT_S = 5.0
@@ -64,6 +80,41 @@ def default_tracking_uri(root: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root / 'mlflow.db').resolve()}"
 
 
+def experiment_name() -> str:
+    """`MLFLOW_EXPERIMENT_NAME` when set (MLflow's own variable), else `depth-distill`."""
+    return os.environ.get(EXPERIMENT_ENV, "").strip() or DEFAULT_EXPERIMENT
+
+
+def ui_address() -> str:
+    """The MLflow UI links point at: `DEPTH_DISTILL_MLFLOW_UI`; else the tracking server itself
+    when `MLFLOW_TRACKING_URI` is one (a server serves its UI); else `make mlflow`'s address."""
+    configured = os.environ.get(UI_ENV, "").strip()
+    if configured:
+        return configured.rstrip("/")
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    if uri.startswith(("http://", "https://")):
+        return uri.rstrip("/")
+    return DEFAULT_UI
+
+
+def run_page_url(run_id: str, experiment_id: str | None = None) -> str:
+    """The UI page of one run (the UI finds the experiment itself when it is not given)."""
+    base = ui_address()
+    if experiment_id:
+        return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{base}/#/runs/{run_id}"
+
+
+def registered_model_name(role: str, student: str | None = None) -> str | None:
+    """The registered model a trained model becomes a version of: `depth-distill-teacher`,
+    `depth-distill-student-<name>`; None for runs that make no lineage model (controls)."""
+    if role == "teacher":
+        return f"{REGISTERED_PREFIX}-teacher"
+    if role == "student" and student:
+        return f"{REGISTERED_PREFIX}-student-{student}"
+    return None
+
+
 def git_commit(root: Path) -> str | None:
     try:
         out = subprocess.run(
@@ -102,13 +153,12 @@ def _client(root: Path):
 
 
 def _experiment_id(client, root: Path) -> str:
-    exp = client.get_experiment_by_name(EXPERIMENT_NAME)
+    name = experiment_name()
+    exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
     # Artifacts next to the store, never in the current working directory of a stage.
-    return client.create_experiment(
-        EXPERIMENT_NAME, artifact_location=(root / "mlruns").resolve().as_uri()
-    )
+    return client.create_experiment(name, artifact_location=(root / "mlruns").resolve().as_uri())
 
 
 @dataclass
@@ -150,6 +200,39 @@ class StageRun:
         elif path.exists():
             self.client.log_artifact(self.run_id, str(path), artifact_path)
 
+    def artifact_uri(self, artifact_path: str) -> str:
+        """Where a logged artifact lives in the artifact store (a URI MLflow downloads from)."""
+        return f"{self.client.get_run(self.run_id).info.artifact_uri}/{artifact_path}"
+
+    def register_model(
+        self, name: str, files: list[Path], config: dict, tags: dict[str, str] | None = None
+    ) -> str:
+        """Log `files` and `config.json` under the run's `model/` folder and make that folder a
+        new version of registered model `name` (created when missing), linked to this run.
+        Returns the version number."""
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+
+        with tempfile.TemporaryDirectory() as tmp:
+            config_file = Path(tmp) / "config.json"
+            config_file.write_text(json.dumps(config, indent=1, sort_keys=True))
+            for path in [*files, config_file]:
+                self.client.log_artifact(self.run_id, str(path), MODEL_ARTIFACTS)
+        try:
+            self.client.create_registered_model(name)
+        except MlflowException as error:
+            if error.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+                raise
+        version = self.client.create_model_version(
+            name,
+            self.artifact_uri(MODEL_ARTIFACTS),
+            run_id=self.run_id,
+            tags={_safe_key(k): str(v) for k, v in (tags or {}).items()},
+            run_link=run_page_url(self.run_id),
+            await_creation_for=0,
+        )
+        return str(version.version)
+
 
 class UntrackedRun:
     """What a stage logs to when tracking is off: nothing is recorded, nothing fails."""
@@ -167,6 +250,11 @@ class UntrackedRun:
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         pass
+
+    def register_model(
+        self, name: str, files: list[Path], config: dict, tags: dict[str, str] | None = None
+    ) -> None:
+        return None
 
 
 def _safe_key(key: str) -> str:
@@ -244,18 +332,29 @@ def stage_run(
             client.set_terminated(run.info.run_id, status)
 
 
+@dataclass
+class Attached:
+    """What `attach_to_run` recorded: the run, each artifact's URI, the versions it tagged."""
+
+    run_id: str
+    artifact_uris: dict[str, str]
+    model_versions: list[str]  # "name/version"
+
+
 def attach_to_run(
     root: Path,
     run_id: str | None,
     artifacts: dict[str, Path],
     metrics: dict[str, float],
     tags: dict[str, str],
-) -> bool:
+) -> Attached | None:
     """Add artifacts (artifact folder -> file), metrics and tags to an existing run, such as a
-    finished student's: what is made from a trained model (its ONNX export) is found with the
-    run that trained it. False, and nothing logged, when tracking is off or the run is gone."""
+    finished student's, and tag every registered model version made from that run with the
+    same tags plus `<folder>_uri` pointing at each artifact: what is made from a trained model
+    (its ONNX export) is found with the run that trained it and with its registered version.
+    None, and nothing logged, when tracking is off or the run is gone."""
     if not tracking_enabled() or not run_id:
-        return False
+        return None
     from mlflow.exceptions import MlflowException
 
     check_tracking(root)
@@ -263,12 +362,20 @@ def attach_to_run(
     try:
         client.get_run(run_id)
     except MlflowException:
-        return False
+        return None
     handle = StageRun(client, run_id)
     handle.log_metrics(metrics)
     handle.flush()
+    uris = {}
     for folder, path in artifacts.items():
         handle.log_artifact(path, folder)
+        uris[folder] = handle.artifact_uri(f"{folder}/{Path(path).name}")
     for key, value in tags.items():
         client.set_tag(run_id, _safe_key(key), str(value))
-    return True
+    version_tags = {**tags, **{f"{folder}_uri": uri for folder, uri in uris.items()}}
+    versions = []
+    for version in client.search_model_versions(f"run_id = '{run_id}'"):
+        for key, value in version_tags.items():
+            client.set_model_version_tag(version.name, version.version, _safe_key(key), str(value))
+        versions.append(f"{version.name}/{version.version}")
+    return Attached(run_id, uris, versions)

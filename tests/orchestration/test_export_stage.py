@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -26,6 +27,11 @@ def trained_student(tmp_path, monkeypatch):
     save_checkpoint(tmp_path / f"models/students/{STUDENT}/model.safetensors", model)
     with stage_run(tmp_path, f"student_{STUDENT}", "student", "k", "cli") as run:
         run.log_metrics({"val/target/abs_rel": 0.5})
+        run.register_model(
+            f"depth-distill-student-{STUDENT}",
+            [tmp_path / f"models/students/{STUDENT}/model.safetensors"],
+            params.students[STUDENT].model_dump(mode="json"),
+        )
     (tmp_path / "metrics").mkdir()
     metrics = {"mlflow_run_id": run.run_id}
     (tmp_path / f"metrics/student_{STUDENT}.json").write_text(json.dumps(metrics))
@@ -48,6 +54,37 @@ def test_export_stage_writes_the_file_metrics_and_mlflow_artifact(trained_studen
     logged = client.get_run(run.run_id)
     assert logged.data.tags["onnx_sha256"] == recorded["onnx_sha256"]
     assert "onnx/cpu_latency_ms" in logged.data.metrics
+    assert result.info["mlflow_model"] == f"depth-distill-student-{STUDENT}/1"
+
+
+def test_the_onnx_file_is_reachable_from_the_students_registered_version(trained_student, tmp_path):
+    from mlflow.artifacts import download_artifacts
+    from mlflow.tracking import MlflowClient
+
+    ctx, run = trained_student
+    run_stage("export", ctx, student=STUDENT)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    version = client.get_model_version(f"depth-distill-student-{STUDENT}", "1")
+    assert version.run_id == run.run_id
+    downloaded = download_artifacts(artifact_uri=version.tags["onnx_uri"], dst_path=tmp_path / "dl")
+    onnx_file = tmp_path / f"models/onnx/{STUDENT}.onnx"
+    assert Path(downloaded).read_bytes() == onnx_file.read_bytes()
+    recorded = json.loads((tmp_path / f"metrics/export_{STUDENT}.json").read_text())
+    assert version.tags["onnx_sha256"] == recorded["onnx_sha256"]
+
+
+def test_export_without_tracking_leaves_the_run_and_version_alone(
+    trained_student, tmp_path, monkeypatch
+):
+    from mlflow.tracking import MlflowClient
+
+    ctx, run = trained_student
+    monkeypatch.setenv("DEPTH_DISTILL_TRACKING", "off")
+    result = run_stage("export", ctx, student=STUDENT)
+    assert result.mlflow_run_id is None and "mlflow_model" not in result.info
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert "onnx_uri" not in client.get_model_version(f"depth-distill-student-{STUDENT}", "1").tags
+    assert client.list_artifacts(run.run_id, "onnx") == []
 
 
 def test_export_needs_a_student_and_its_checkpoint(tmp_path):

@@ -119,3 +119,139 @@ def test_an_unreachable_server_keeps_the_trained_teacher(tmp_path, monkeypatch):
     with pytest.raises(TrackingUnavailable):
         stage_teacher(StageContext(smoke_params(), default_layout(tmp_path)))
     assert (out / "model.safetensors").read_bytes() == b"trained weights"
+
+
+# --------------------------------------------------------------------------------------------
+# a tiny lineage: what MLflow holds after the teacher, one student and the agreement report
+
+LINEAGE_STAGES = ("labeled_data", "unlabeled_images", "target_eval", "teacher", "pseudo_labels")
+
+
+@pytest.fixture(scope="module")
+def tracked_lineage(tmp_path_factory):
+    """The smoke profile cut to one student and a few steps, run through every stage up to the
+    agreement report with the local MLflow store; (root, params, student name, client)."""
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    from orchestration.config import load_params
+    from orchestration.layout import default_layout
+    from orchestration.stages import StageContext, run_stage
+    from tests.helpers import smoke_raw
+
+    root = tmp_path_factory.mktemp("tracked")
+    raw = smoke_raw()
+    name = next(iter(raw["students"]))
+    raw["students"] = {name: {**raw["students"][name], "max_steps": 3}}
+    raw["agreement"]["experts"] = ["teacher", f"student:{name}"]
+    raw["teacher"].update(epochs=1, max_steps=2)
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    params = load_params(root / "params.yaml")
+    with pytest.MonkeyPatch.context() as env:
+        for variable in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "DEPTH_DISTILL_TRACKING"):
+            env.delenv(variable, raising=False)
+        ctx = StageContext(params=params, layout=default_layout(root))
+        for stage in LINEAGE_STAGES:
+            run_stage(stage, ctx)
+        run_stage("student", ctx, student=name)
+        run_stage("agreement", ctx)
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    return root, params, name, client
+
+
+def _runs_by_stage(client) -> dict:
+    exp = client.get_experiment_by_name("depth-distill")
+    return {
+        r.data.tags["stage"]: r
+        for r in client.search_runs([exp.experiment_id])
+        if "stage" in r.data.tags
+    }
+
+
+def test_teacher_and_student_runs_log_the_same_parameter_keys(tracked_lineage):
+    _, params, name, client = tracked_lineage
+    runs = _runs_by_stage(client)
+    teacher, student = runs["teacher"], runs[f"student_{name}"]
+    assert set(teacher.data.params) == set(student.data.params)
+    assert {"model.backbone", "optim.lr", "epochs", "batch_size", "device"} <= set(
+        student.data.params
+    )
+    assert not [k for k in student.data.params if k.startswith(("teacher.", "students."))]
+    assert teacher.data.params["model.backbone"] == params.teacher.model.backbone
+    assert student.data.params["model.backbone"] == params.students[name].model.backbone
+    assert float(student.data.params["optim.lr"]) == params.students[name].optim.lr
+    assert student.data.params["max_steps"] == "3" and teacher.data.params["max_steps"] == "2"
+    assert (teacher.data.tags["role"], student.data.tags["role"]) == ("teacher", "student")
+    assert student.data.tags["student"] == name and "student" not in teacher.data.tags
+
+
+def test_each_trained_model_is_a_registered_version_of_its_run(tracked_lineage):
+    import json
+
+    from mlflow.artifacts import download_artifacts
+
+    from orchestration.files import md5_file
+
+    root, params, name, client = tracked_lineage
+    runs = _runs_by_stage(client)
+    for registered, stage, model in (
+        ("depth-distill-teacher", "teacher", params.teacher.model),
+        (f"depth-distill-student-{name}", f"student_{name}", params.students[name].model),
+    ):
+        (version,) = client.search_model_versions(f"name = '{registered}'")
+        assert version.run_id == runs[stage].info.run_id
+        assert version.tags["role"] == runs[stage].data.tags["role"]
+        metrics = json.loads((root / f"metrics/{stage}.json").read_text())
+        assert version.tags["checkpoint_md5"] == metrics["checkpoint_md5"]
+        folder = Path(download_artifacts(artifact_uri=version.source))
+        assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+        assert md5_file(folder / "model.safetensors") == metrics["checkpoint_md5"]
+        config = json.loads((folder / "config.json").read_text())
+        assert config["model"]["backbone"] == model.backbone
+    controls = client.search_model_versions("name LIKE 'depth-distill-control%'")
+    assert list(controls) == []
+
+
+def test_the_agreement_report_html_is_an_artifact_of_its_run(tracked_lineage):
+    _, _, _, client = tracked_lineage
+    report = _runs_by_stage(client)["agreement"]
+    listed = [a.path for a in client.list_artifacts(report.info.run_id, "agreement_report")]
+    assert "agreement_report/report.html" in listed
+    assert "agreement.pairs.seed" in report.data.params
+
+
+# --------------------------------------------------------------------------------------------
+# configuration: the experiment and the UI address
+
+
+def test_the_experiment_name_comes_from_the_environment(tracking_root, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "depth-distill-sweeps")
+    with stage_run(tracking_root, "teacher", "teacher", "k", "cli") as run:
+        pass
+    client = MlflowClient(tracking_uri=f"sqlite:///{tracking_root / 'mlflow.db'}")
+    assert client.get_experiment_by_name("depth-distill") is None
+    exp = client.get_experiment_by_name("depth-distill-sweeps")
+    assert client.get_run(run.run_id).info.experiment_id == exp.experiment_id
+
+
+def test_the_ui_address_in_links_comes_from_configuration(monkeypatch):
+    from orchestration.dagster_metadata import mlflow_url
+
+    monkeypatch.delenv("DEPTH_DISTILL_MLFLOW_UI", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert mlflow_url("r1") == "http://127.0.0.1:5000/#/runs/r1"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://mlflow.lab.example:8443/")
+    assert mlflow_url("r1", "7") == "https://mlflow.lab.example:8443/#/experiments/7/runs/r1"
+    monkeypatch.setenv("DEPTH_DISTILL_MLFLOW_UI", "http://localhost:5055/")
+    assert mlflow_url("r1") == "http://localhost:5055/#/runs/r1"
+
+
+def test_tracking_off_registers_no_model(tracking_root, monkeypatch):
+    monkeypatch.setenv("DEPTH_DISTILL_TRACKING", "off")
+    weights = tracking_root / "model.safetensors"
+    weights.write_bytes(b"weights")
+    with stage_run(tracking_root, "teacher", "teacher", "k", "cli") as run:
+        assert run.register_model("depth-distill-teacher", [weights], {"epochs": 1}) is None
+    assert not (tracking_root / "mlflow.db").exists()
