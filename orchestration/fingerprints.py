@@ -11,36 +11,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-from functools import cache, lru_cache
+from functools import cache
 from pathlib import Path
 
-import yaml
-
+from orchestration import dvc_stages
 from orchestration.files import md5_file
 
 # The checkout whose code this process runs: its dvc.yaml says which code each stage runs.
-CODE_ROOT = Path(__file__).resolve().parents[1]
-DVC_FILE = CODE_ROOT / "dvc.yaml"
+CODE_ROOT = dvc_stages.CODE_ROOT
+DVC_FILE = dvc_stages.DVC_FILE
 CODE_PACKAGES = ("depth_core", "orchestration", "benchmarks")
 FINGERPRINT_FILE = ".fingerprint.json"
 _MODEL_FILES = ("model.safetensors",)
 _MODEL_DIRS = ("transformers",)
 
 
-@lru_cache(maxsize=1)
-def _dvc_stages() -> dict:
-    if not DVC_FILE.is_file():
-        raise FileNotFoundError(f"{DVC_FILE}: missing; it lists the code each stage runs")
-    return yaml.safe_load(DVC_FILE.read_text())["stages"]
-
-
 def stage_code_deps(stage: str) -> list[str]:
     """The code paths dvc.yaml lists as deps of `stage` (a `foreach` stage's template too)."""
-    stages = _dvc_stages()
-    if stage not in stages:
-        raise KeyError(f"{DVC_FILE}: no stage {stage!r} (stages: {', '.join(stages)})")
-    entry = stages[stage]
-    deps = entry.get("do", entry).get("deps", [])
+    deps = dvc_stages.stage_deps(stage, dvc_file=DVC_FILE)
     return [d for d in deps if Path(d).parts[0] in CODE_PACKAGES]
 
 

@@ -1,4 +1,4 @@
-"""Where every lineage step writes its outputs (the paths dvc.yaml declares).
+"""Where every lineage step writes its outputs: the paths dvc.yaml declares, read from it.
 
 The default lineage lives in the repository root and is what DVC versions. An experiment
 (overridden params from the Dagster launchpad) writes under `experiments/<name>/` instead and
@@ -11,15 +11,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-LABELED_TRAIN = "data/labeled/train"
-LABELED_VAL = "data/labeled/val"
-UNLABELED = "data/unlabeled"
-TARGET_EVAL = "data/target_eval"
-PSEUDO_LABELS = "data/pseudo_labels"
-TEACHER = "models/teacher"
-STUDENTS = "models/students"
-ONNX = "models/onnx"
-AGREEMENT = "reports/agreement"
+from orchestration.dvc_stages import KEY, stage_out
+
+# Each stage's outputs as dvc.yaml declares them (the one place they are written).
+LABELED_TRAIN = stage_out("labeled_data", "train")
+LABELED_VAL = stage_out("labeled_data", "val")
+UNLABELED = stage_out("unlabeled_images")
+TARGET_EVAL = stage_out("target_eval")
+PSEUDO_LABELS = stage_out("pseudo_labels")
+TEACHER = stage_out("teacher")
+STUDENT = stage_out("student")  # models/students/${key}
+STUDENTS = Path(STUDENT).parent.as_posix()
+ONNX = Path(stage_out("export")).parent.as_posix()
+AGREEMENT = stage_out("agreement")
+# Every stage's metrics go to metrics/<stage>.json, its pictures to reports/<stage>/ (also for
+# runs dvc.yaml does not declare, such as controls); tests check dvc.yaml's entries follow this.
 METRICS = "metrics"
 REPORTS = "reports"
 CHECKPOINT_FILE = "model.safetensors"
@@ -42,7 +48,7 @@ class Layout:
         return self.fallback / relative
 
     def student(self, name: str) -> str:
-        return f"{STUDENTS}/{name}"
+        return STUDENT.replace(KEY, name)
 
     def metrics_file(self, stage: str) -> Path:
         return self.out(f"{METRICS}/{stage}.json")

@@ -50,16 +50,6 @@ STAGE_NAMES = (
     "export",
 )
 
-# The params.yaml keys each stage reads (logged to MLflow; mirrored by dvc.yaml's `params:`).
-STAGE_PARAMS = {
-    "labeled_data": ["data.labeled"],
-    "unlabeled_images": ["data.unlabeled"],
-    "target_eval": ["data.target_eval", "data.unlabeled.render"],
-    "teacher": ["device", "teacher"],
-    "pseudo_labels": ["device", "pseudo_labels"],
-    "agreement": ["device", "agreement"],
-}
-
 
 @dataclass
 class StageContext:

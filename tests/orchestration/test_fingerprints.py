@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestration import fingerprints
+from orchestration import dvc_stages, fingerprints
 from orchestration.stages import STAGE_NAMES, prepare_output
 
 
@@ -19,10 +19,10 @@ def code_tree(tmp_path, monkeypatch):
     )
     monkeypatch.setattr(fingerprints, "CODE_ROOT", root)
     monkeypatch.setattr(fingerprints, "DVC_FILE", root / "dvc.yaml")
-    fingerprints._dvc_stages.cache_clear()
+    dvc_stages.read_stages.cache_clear()
     fingerprints.code_digest.cache_clear()
     yield root
-    fingerprints._dvc_stages.cache_clear()
+    dvc_stages.read_stages.cache_clear()
     fingerprints.code_digest.cache_clear()
 
 
