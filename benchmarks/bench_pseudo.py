@@ -1,8 +1,8 @@
 """Pseudo-labelling throughput: batched + bf16/auto + inference_mode vs naive per-image fp32 loops.
 
 All paths label the same images with the same teacher in the same run. The fast path is the
-pipeline's own (depth_core.pseudo_label: prepare_for_inference + label_images, batched under
-torch.inference_mode, precision picked by `amp: auto`). The naive loops run the fp32 model on one
+pipeline's own (depth_core.inference.prepare_for_inference + pseudo_label.label_images, batched
+under torch.inference_mode, precision picked by `amp: auto`). The naive loops run the fp32 model on one
 image at a time, once as a first script would (autograd recording) and once under
 torch.no_grad. Each path runs `--repeats` times, interleaved, and its best time counts: other
 processes on a shared machine slow every path alike. Target: >= 4x over the naive loop.
@@ -24,8 +24,9 @@ import torch
 
 from depth_core.atomic_io import write_json
 from depth_core.device import device_name, pick_device
+from depth_core.inference import prepare_for_inference, resolve_amp
 from depth_core.models import ModelConfig, build_model
-from depth_core.pseudo_label import label_images, prepare_for_inference, resolve_inference_amp
+from depth_core.pseudo_label import label_images
 
 FALLBACK_TEACHER = {"backbone": "vit_small_patch16_224", "features": 64, "img_size": 96}
 
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
 
-    auto = resolve_inference_amp("auto", device)
+    auto = resolve_amp("auto", device)
     seconds, outputs = best_times(
         labelling_paths(model, images, args.batch_size, device), args.repeats
     )

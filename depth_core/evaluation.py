@@ -19,7 +19,7 @@ from torch import nn
 
 from depth_core import metrics
 from depth_core.data.dataset import ShardDataset
-from depth_core.device import autocast
+from depth_core.inference import DEFAULT_AMP, predict_disparity
 
 METRIC_KEYS = ("abs_rel", "delta1", "pair_accuracy", "inverted_fraction", "n_images")
 
@@ -96,43 +96,48 @@ def _pair_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-@torch.inference_mode()
+def _as_uint8_images(batch: torch.Tensor) -> list[np.ndarray]:
+    """(B, 3, H, W) floats in [0, 1] read from uint8 shards -> the uint8 (H, W, 3) pictures
+    (exact: each value is k / 255)."""
+    pixels = (batch * 255.0).round().clamp_(0, 255).to(torch.uint8)
+    return list(pixels.permute(0, 2, 3, 1).numpy())
+
+
 def evaluate_model(
     model: nn.Module,
     dataset_dir: str | Path,
     batch_size: int = 16,
     device: str | torch.device | None = None,
-    amp: str | torch.dtype | None = "fp32",
+    amp: str | torch.dtype | None = DEFAULT_AMP,
     max_images: int | None = None,
     max_depth: float | None = None,
     seed: int = 0,
     skipped: list | None = None,
+    flip_tta: bool = False,
 ) -> dict[str, float]:
     """Metrics of `model` on a labeled dataset directory: abs_rel, delta1, pair_accuracy,
-    inverted_fraction, n_images. Pair sampling is seeded so repeated calls are comparable.
-    Images with unusable ground truth are not scored nor counted (listed in `skipped`)."""
+    inverted_fraction, n_images. Images are predicted through `depth_core.inference`, as
+    `depth-distill predict` predicts them. Pair sampling is seeded so repeated calls are
+    comparable. Images with unusable ground truth are not scored nor counted (listed in
+    `skipped`)."""
     dataset_dir = Path(dataset_dir)
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     generator = _pair_generator(seed)
     per_batch, n_images = [], 0
-    try:
-        for batch in _batches(dataset_dir, batch_size, max_images, skipped):
-            with autocast(device, amp):
-                pred = model(batch["image"].to(device))
-            per_batch.append(
-                metrics.evaluate_disparity(
-                    pred.float().cpu(),
-                    batch["depth"],
-                    batch["mask"],
-                    max_depth=max_depth,
-                    generator=generator,
-                )
+    for batch in _batches(dataset_dir, batch_size, max_images, skipped):
+        images = _as_uint8_images(batch["image"])
+        pred = predict_disparity(
+            model, images, len(images), device=device, flip_tta=flip_tta, amp=amp
+        )
+        per_batch.append(
+            metrics.evaluate_disparity(
+                torch.from_numpy(np.stack(pred)),
+                batch["depth"],
+                batch["mask"],
+                max_depth=max_depth,
+                generator=generator,
             )
-            n_images += len(pred)
-    finally:
-        model.train(was_training)
+        )
+        n_images += len(pred)
     return _finish(per_batch, n_images, str(dataset_dir))
 
 

@@ -30,38 +30,7 @@ from depth_core.data.shards import (
     shard_path,
     write_shard,
 )
-from depth_core.device import pick_device
-from depth_core.inference import check_scales, iterate_predictions
-from depth_core.models import load_depth_model
-from depth_core.training.precision import resolve_precision
-
-
-def resolve_inference_amp(amp: str, device: torch.device) -> str:
-    """Resolve "auto" to bf16 where training does (CUDA with bf16, CPUs with native bf16).
-
-    Measured with benchmarks/bench_pseudo.py on this AVX512-BF16 CPU, teacher convnext_pico
-    (features 64) on 96x128 images, batches of 32 under inference_mode: fp32 89.5 images/s,
-    bf16 186.3 images/s (2.1x), largest deviation 0.4% of the disparity range.
-    """
-    if amp in ("fp16", "fp32", "bf16"):
-        return amp
-    return resolve_precision(amp, device)
-
-
-def prepare_for_inference(model: torch.nn.Module, amp: str) -> torch.nn.Module:
-    """Channels-last weights (faster convolutions in the DPT head) and, for bf16, weights
-    stored in bf16 so autocast stops re-casting every weight on every batch. Buffers (the
-    input normalisation constants) stay float32, and so do batch-norm layers, whose running
-    statistics must match their affine parameters' dtype."""
-    model = model.eval().to(memory_format=torch.channels_last)
-    if amp == "bf16":
-        for module in model.modules():
-            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                continue
-            for param in module.parameters(recurse=False):
-                param.data = param.data.to(torch.bfloat16)
-    return model
-
+from depth_core.inference import DEFAULT_AMP, check_scales, iterate_predictions, load_for_inference
 
 # Each stored map's largest value. float16 represents 2**-14 .. 65504 at full precision, and
 # a teacher with a softplus head puts far backgrounds at 1e-6 of the peak or less: scaled to a
@@ -139,7 +108,7 @@ def generate_pseudo_labels(
     out_dir: str | Path,
     batch_size: int = 32,
     device: str | torch.device = "auto",
-    amp: str = "auto",
+    amp: str = DEFAULT_AMP,
     flip_tta: bool = False,
     shard_indices: Iterable[int] | None = None,
     progress: bool = True,
@@ -149,7 +118,9 @@ def generate_pseudo_labels(
     depth-distill .safetensors file or a local Hugging Face depth-estimation folder.
 
     `flip_tta` and `scales` (input resize factors, averaged) are test-time augmentation: the
-    labels can be better than one plain forward pass of the teacher.
+    labels can be better than one plain forward pass of the teacher. The model is loaded and
+    run as `depth-distill predict` runs it (`depth_core.inference`), in `amp` ("auto": bf16
+    where native).
 
     Returns n_images (labelled now), n_shards_written, n_shards_skipped, nan_count (non-finite
     predicted pixels, stored as-is and masked by the dataset), images_per_second, bf16 (1/0)
@@ -161,12 +132,10 @@ def generate_pseudo_labels(
     scales = check_scales(scales)
     if not is_dataset_complete(unlabeled_dir):
         raise FileNotFoundError(f"{unlabeled_dir} is not a complete dataset (no summary.json)")
-    device = pick_device(device)
-    model, _ = load_depth_model(checkpoint, map_location=device)
+    loaded = load_for_inference(checkpoint, device, amp)
+    model, device, amp = loaded.model, loaded.device, loaded.amp
     sources = {shard_index(p): p for p in list_shards(unlabeled_dir)}
     selected = _select(sorted(sources), shard_indices, unlabeled_dir)
-    amp = resolve_inference_amp(amp, device)
-    model = prepare_for_inference(model, amp)
     clean_temp_files(out_dir, selected)
     if shard_indices is None:  # a full run also drops shards of images that no longer exist
         for stale in list_shards(out_dir):

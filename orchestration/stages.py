@@ -714,8 +714,7 @@ def expert_checkpoints(ctx: StageContext) -> dict[str, Path]:
 
 def stage_agreement(ctx: StageContext) -> StageResult:
     from depth_core.data.dataset import load_arrays
-    from depth_core.inference import predict_disparity
-    from depth_core.models import load_depth_model
+    from depth_core.inference import predict_each
     from depth_core.voting.agreement import run_agreement
 
     cfg = ctx.params.agreement
@@ -725,13 +724,10 @@ def stage_agreement(ctx: StageContext) -> StageResult:
     eval_dir = ctx.layout.inp(L.TARGET_EVAL)
     arrays = load_arrays(eval_dir, limit=cfg.n_images)
     images = list(arrays["image"])
-    device = _device(ctx.params)
-    predictions = {}
-    for name, path in expert_checkpoints(ctx).items():
-        model, _ = load_depth_model(path, map_location=device)
-        predictions[name] = predict_disparity(
-            model, images, batch_size=cfg.batch_size, device=device
-        )
+    # Each expert predicts as `depth-distill predict` would (one inference path, one precision).
+    predictions = predict_each(
+        expert_checkpoints(ctx), images, device=_device(ctx.params), batch_size=cfg.batch_size
+    )
     metrics = run_agreement(
         predictions,
         images,

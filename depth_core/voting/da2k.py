@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from depth_core.atomic_io import atomic_write
+from depth_core.data.image_io import read_image
 from depth_core.voting.pairs import KIND_ANNOTATED, PointPairs
 from depth_core.voting.votes import judge
 
@@ -162,13 +163,6 @@ def scene_of(image_key: str) -> str | None:
     return parts[0] if len(parts) > 1 else None
 
 
-def _load_rgb(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.array(im.convert("RGB"), dtype=np.uint8)  # writable: torch warns otherwise
-
-
 def evaluate_pairs(
     predictions: PredictFn | Mapping[str, np.ndarray],
     annotations: Mapping[str, list[dict]] | str | Path,
@@ -178,7 +172,8 @@ def evaluate_pairs(
     """Pair accuracy of a predictor on a DA-2K-format file (larger disparity = closer).
 
     predictions: either a function taking a list of uint8 (H, W, 3) images and returning their
-    (H, W) disparities (images are read from image_dir / key), or a mapping key -> disparity
+    (H, W) disparities (images are read from image_dir / key as `depth-distill predict` reads
+    them: upright by their EXIF orientation), or a mapping key -> disparity
     map. Images that are missing (file or mapping entry) are skipped and counted; a tie counts
     as wrong. Returns accuracy, n_pairs, n_correct, n_ties, n_images, n_missing_images,
     missing_images and per_scene {scene: {accuracy, n_pairs, n_correct}} (when keys have a
@@ -208,7 +203,7 @@ def evaluate_pairs(
     for start in range(0, len(found), batch_size):
         batch = found[start : start + batch_size]
         if callable(predictions):
-            images = [_load_rgb(Path(image_dir) / k) for k in batch]
+            images = [read_image(Path(image_dir) / k) for k in batch]
             maps = list(predictions(images))
             if len(maps) != len(batch):
                 raise ValueError(f"predict function returned {len(maps)} maps for {len(batch)}")

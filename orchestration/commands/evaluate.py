@@ -28,18 +28,17 @@ from depth_core.data.importers import (
     scan_rgbd_pairs,
 )
 from depth_core.data.manifest import is_dataset_complete
-from depth_core.device import pick_device
 from depth_core.evaluation import (
     MetricAccumulator,
     evaluate_model,
     evaluate_row_prior,
     ground_truth_problem,
 )
-from depth_core.inference import predict_disparity
+from depth_core.inference import InferenceModel, load_for_inference
 from depth_core.metrics import row_prior_disparity
-from depth_core.models import CheckpointError, load_depth_model
-from depth_core.pseudo_label import resolve_inference_amp
+from depth_core.models import CheckpointError
 from orchestration.commands.data import add_depth_convention_arguments, depth_convention_options
+from orchestration.commands.inference_args import add_inference_arguments
 
 BASELINE = "row-prior baseline"
 COLUMNS = ("abs_rel", "delta1", "pair_accuracy", "inverted_fraction", "n_images")
@@ -65,12 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     add_depth_convention_arguments(parser)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--amp", default="fp32", choices=["auto", "fp32", "bf16", "fp16"])
-    parser.add_argument(
-        "--flip-tta", action="store_true", help="average with the mirrored prediction"
-    )
+    add_inference_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -115,26 +109,17 @@ def _read_usable_pairs(
 
 
 def evaluate_folder(
-    models: dict[str, Any], data: Path, config: RGBDImportConfig, args
+    models: dict[str, InferenceModel], data: Path, config: RGBDImportConfig, args
 ) -> dict[str, Any]:
     """Original-resolution metrics of every model and the baseline on a folder of RGB-D pairs."""
     pairs, skipped = scan_rgbd_pairs(data, config)
     scores = {name: MetricAccumulator() for name in [*models, BASELINE]}
-    device = pick_device(args.device)
-    amp = resolve_inference_amp(args.amp, device)
     bar = tqdm(total=len(pairs), unit="img", desc="evaluate", disable=args.quiet)
     for start in range(0, len(pairs), CHUNK):
         chunk = pairs[start : start + CHUNK]
         images, depths, masks = _read_usable_pairs(chunk, data, config, skipped)
         for name, model in models.items():
-            predictions = predict_disparity(
-                model,
-                images,
-                batch_size=args.batch_size,
-                device=device,
-                flip_tta=args.flip_tta,
-                amp=amp,
-            )
+            predictions = model.predict(images, batch_size=args.batch_size, flip_tta=args.flip_tta)
             for pred, depth, mask in zip(predictions, depths, masks):
                 scores[name].add(pred, depth, mask)
         for depth, mask in zip(depths, masks):
@@ -146,12 +131,17 @@ def evaluate_folder(
     return {"results": {name: acc.result() for name, acc in scores.items()}, "skipped": skipped}
 
 
-def evaluate_dataset(models: dict[str, Any], data: Path, args) -> dict[str, Any]:
-    """Metrics on a sharded dataset directory (images at the dataset's resolution)."""
-    device = pick_device(args.device)
-    amp = resolve_inference_amp(args.amp, device)
+def evaluate_dataset(models: dict[str, InferenceModel], data: Path, args) -> dict[str, Any]:
+    """Metrics on a sharded dataset directory, its images predicted as `predict` predicts them."""
     results = {
-        name: evaluate_model(model, data, batch_size=args.batch_size, device=device, amp=amp)
+        name: evaluate_model(
+            model.model,
+            data,
+            batch_size=args.batch_size,
+            device=model.device,
+            amp=model.amp,
+            flip_tta=args.flip_tta,
+        )
         for name, model in models.items()
     }
     unusable: list[dict] = []
@@ -185,9 +175,8 @@ def run(args: argparse.Namespace) -> int:
         checkpoints = _named_checkpoints(args.checkpoint)
         if args.batch_size < 1:
             raise ValueError("--batch-size must be >= 1")
-        device = pick_device(args.device)
         models = {
-            name: load_depth_model(path, map_location=device)[0]
+            name: load_for_inference(path, args.device, args.amp)
             for name, path in checkpoints.items()
         }
         if not data.is_dir():

@@ -2,7 +2,9 @@
 
 The official DA-2K release ships pairs but no evaluation code; this scores any checkpoint on
 it (or on a review queue / auto-labels file the agreement report wrote): larger predicted
-disparity = closer, a tie counts as wrong, missing images are skipped and counted.
+disparity = closer, a tie counts as wrong, missing images are skipped and counted. Images are
+read and predicted as `depth-distill predict` reads and predicts them, so scoring its .npy
+outputs on the same pairs gives the same accuracy.
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from depth_core.inference import DEFAULT_AMP, load_for_inference
+from orchestration.commands.inference_args import add_inference_arguments
 
 
 def register(subparsers) -> None:
@@ -28,27 +33,23 @@ def register(subparsers) -> None:
     parser.add_argument("--annotations", required=True, type=Path, help="DA-2K annotations.json")
     parser.add_argument("--images", required=True, type=Path, help="root the image paths are in")
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--flip-tta", action="store_true", help="average with the flipped image")
+    add_inference_arguments(parser)
     parser.set_defaults(func=_run)
 
 
-def make_predictor(checkpoint: Path, device: str, batch_size: int, flip_tta: bool = False):
-    """Load the checkpoint; return images (list of uint8 (H, W, 3)) -> disparities.
-    Imported lazily: the pure parts of the command work without torch models loaded."""
-    from depth_core.device import pick_device
-    from depth_core.inference import predict_disparity
-    from depth_core.models import load_depth_model
-
-    device = str(pick_device(device))
-    model, _ = load_depth_model(checkpoint, map_location=device)
-    model.eval()
+def make_predictor(
+    checkpoint: Path,
+    device: str,
+    batch_size: int,
+    flip_tta: bool = False,
+    amp: str = DEFAULT_AMP,
+):
+    """Load the checkpoint as `predict` does; return images (list of uint8 (H, W, 3)) ->
+    disparities, so a pair scores the same here as on `predict`'s .npy outputs."""
+    model = load_for_inference(checkpoint, device, amp)
 
     def predict(images):
-        return predict_disparity(
-            model, images, batch_size=batch_size, device=device, flip_tta=flip_tta
-        )
+        return model.predict(images, batch_size=batch_size, flip_tta=flip_tta)
 
     return predict
 
@@ -88,7 +89,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"error: --checkpoint {args.checkpoint} does not exist", file=sys.stderr)
         return 2
     try:
-        predict = make_predictor(args.checkpoint, args.device, args.batch_size, args.flip_tta)
+        predict = make_predictor(
+            args.checkpoint, args.device, args.batch_size, args.flip_tta, args.amp
+        )
     except (OSError, ValueError, RuntimeError) as exc:  # CheckpointError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -23,11 +23,10 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from depth_core.data.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image
-from depth_core.device import pick_device
-from depth_core.inference import iterate_predictions
-from depth_core.models import CheckpointError, load_depth_model, model_kind
-from depth_core.pseudo_label import resolve_inference_amp
+from depth_core.inference import load_for_inference
+from depth_core.models import CheckpointError
 from depth_core.viz import colorize_disparity
+from orchestration.commands.inference_args import add_inference_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,12 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--input", required=True, help="an image file or a folder (searched recursively)"
     )
     parser.add_argument("--output", required=True, help="folder for <stem>.npy and <stem>.png")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--amp", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
-    parser.add_argument(
-        "--flip-tta", action="store_true", help="average with the mirrored prediction"
-    )
+    add_inference_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -84,9 +78,7 @@ def run(args: argparse.Namespace) -> int:
     source, output = Path(args.input), Path(args.output)
     try:
         paths = find_images(source)
-        onnx = model_kind(args.checkpoint) == "onnx"  # onnxruntime: CPU, fp32
-        device = pick_device("cpu" if onnx else args.device)
-        model, _ = load_depth_model(args.checkpoint, map_location=device)
+        model = load_for_inference(args.checkpoint, args.device, args.amp)
     except (FileNotFoundError, CheckpointError, RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -96,7 +88,6 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         print("error: --batch-size must be >= 1", file=sys.stderr)
         return 1
-    amp = "fp32" if onnx else resolve_inference_amp(args.amp, device)
 
     readable: deque[Path] = deque()
     skipped: list[tuple[Path, str]] = []
@@ -114,9 +105,7 @@ def run(args: argparse.Namespace) -> int:
             yield image
 
     written = 0
-    for disparity in iterate_predictions(
-        model, images(), batch_size=args.batch_size, device=device, flip_tta=args.flip_tta, amp=amp
-    ):
+    for disparity in model.iterate(images(), batch_size=args.batch_size, flip_tta=args.flip_tta):
         path = readable.popleft()
         stem = output_stem(path, source, output)
         stem.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -44,7 +46,11 @@ def _dataset(root, n=6, size=24, nearer_at_bottom=True, seed=0):
 
 
 class RedChannel(nn.Module):
-    """Disparity = sign * red channel: perfect (sign=1) or inverted (sign=-1)."""
+    """Disparity = sign * red channel: perfect (sign=1) or inverted (sign=-1). It runs at the
+    datasets' size, so inference feeds it the images as stored."""
+
+    config = SimpleNamespace(img_size=24)
+    input_multiple = (1, 1)
 
     def __init__(self, sign: float = 1.0):
         super().__init__()

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import types
 
 import numpy as np
@@ -40,28 +39,22 @@ def benchmark_dir(tmp_path):
 
 @pytest.fixture
 def fake_models(monkeypatch):
-    """Stand-ins for depth_core.models / inference / device: a 'model' whose disparity is the
+    """A stand-in for depth_core.inference.load_for_inference: a 'model' whose disparity is the
     row index (lower in the image = nearer), so the expected accuracy is known."""
     calls = {}
 
-    def load_depth_model(path, map_location="cpu"):
-        calls["checkpoint"] = (str(path), map_location)
-        return types.SimpleNamespace(eval=lambda: None), {}
-
-    def predict_disparity(model, images, batch_size=8, device=None, flip_tta=False, **_):
+    def predict(images, batch_size=8, flip_tta=False):
         calls.setdefault("batches", []).append(len(images))
         return [
             np.repeat(np.arange(im.shape[0], dtype=np.float32)[:, None], im.shape[1], 1)
             for im in images
         ]
 
-    modules = {
-        "depth_core.models": types.SimpleNamespace(load_depth_model=load_depth_model),
-        "depth_core.inference": types.SimpleNamespace(predict_disparity=predict_disparity),
-        "depth_core.device": types.SimpleNamespace(pick_device=lambda name: "cpu"),
-    }
-    for name, module in modules.items():
-        monkeypatch.setitem(sys.modules, name, module)
+    def load_for_inference(path, device="auto", amp="fp32"):
+        calls["checkpoint"] = (str(path), device, amp)
+        return types.SimpleNamespace(predict=predict)
+
+    monkeypatch.setattr(command, "load_for_inference", load_for_inference)
     return calls
 
 
@@ -87,7 +80,7 @@ def test_evaluate_pairs_prints_table_and_writes_json(benchmark_dir, fake_models,
         ]
     )
     assert args.func(args) == 0
-    assert fake_models["checkpoint"][1] == "cpu" and fake_models["batches"] == [1, 1]
+    assert fake_models["checkpoint"][1:] == ("auto", "fp32") and fake_models["batches"] == [1, 1]
     printed = capsys.readouterr().out
     assert "indoor" in printed and "outdoor" in printed and "missing (skipped): 1" in printed
     result = json.loads(out_json.read_text())

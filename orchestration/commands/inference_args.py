@@ -1,0 +1,23 @@
+"""The flags of every command that runs a model (predict, evaluate, evaluate-pairs): one
+spelling, and the one precision default of `depth_core.inference`."""
+
+from __future__ import annotations
+
+import argparse
+
+from depth_core.inference import AMP_CHOICES, DEFAULT_AMP
+
+
+def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument(
+        "--amp",
+        default=DEFAULT_AMP,
+        choices=AMP_CHOICES,
+        help=f"precision (default {DEFAULT_AMP}, on every device); auto = bf16 on CUDA with "
+        "bf16 and on CPUs with native bf16, fp32 elsewhere",
+    )
+    parser.add_argument(
+        "--flip-tta", action="store_true", help="average with the mirrored prediction"
+    )
