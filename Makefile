@@ -29,8 +29,13 @@ $(DVC_STAMP): requirements-dvc.txt
 $(BIN)/dvc: scripts/dvc-wrapper.sh $(STAMP)
 	install -m 0755 scripts/dvc-wrapper.sh $@
 
+# One Dagster instance for both: `make run` reports what dvc repro did to it, `make dagster` shows it.
+DAGSTER_HOME := $(CURDIR)/.dagster
+
 run: setup
 	$(BIN)/dvc repro
+	mkdir -p .dagster
+	DAGSTER_HOME="$(DAGSTER_HOME)" $(BIN)/depth-distill dagster-report
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -42,7 +47,7 @@ bench: setup
 # Ctrl-C or SIGTERM stops dagster dev with its webserver, daemon and code servers (no orphans).
 dagster: setup
 	mkdir -p .dagster
-	DAGSTER_HOME="$(CURDIR)/.dagster" PATH="$(CURDIR)/$(BIN):$$PATH" \
+	DAGSTER_HOME="$(DAGSTER_HOME)" PATH="$(CURDIR)/$(BIN):$$PATH" \
 		exec scripts/run-process-group.sh $(BIN)/dagster dev -h 127.0.0.1 -p 3000
 
 mlflow: setup

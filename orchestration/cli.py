@@ -27,6 +27,7 @@ COMMAND_MODULES = {
     "bench": "bench",
     "ablation": "ablation",
     "params": "params",
+    "dagster-report": "dagster_report",
 }
 
 

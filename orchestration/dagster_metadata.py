@@ -1,4 +1,9 @@
-"""Turn a StageResult into the metadata people look at in the Dagster UI."""
+"""Turn a StageResult into the metadata people look at in the Dagster UI.
+
+One builder for both kinds of materialisation: an asset's run and the report of a `dvc repro`
+(orchestration.dagster_report) call `stage_metadata` on the same StageResult, so they carry
+the same keys.
+"""
 
 from __future__ import annotations
 
@@ -67,4 +72,22 @@ def stage_metadata(result: StageResult, dvc_hashes: dict[str, str] | None = None
         metadata[f"dvc_md5/{out}"] = digest
     if result.pictures:
         metadata["pictures"] = dg.MetadataValue.md(picture_markdown(result.pictures))
+    metadata.update(_export_metadata(result.metrics) if result.stage.startswith("export_") else {})
+    for output in result.outputs:  # the agreement report's summary, readable in the UI
+        summary = Path(output) / "summary.md"
+        if summary.is_file():
+            metadata["summary"] = dg.MetadataValue.md(summary.read_text())
     return metadata
+
+
+def _export_metadata(m: dict) -> dict:
+    """An ONNX export's figures as first-class entries."""
+    return {
+        "onnx_bytes": dg.MetadataValue.int(int(m["onnx_bytes"])),
+        "onnx_sha256": str(m["onnx_sha256"]),
+        "onnx_md5": str(m["onnx_md5"]),
+        "parity_max_rel_diff": dg.MetadataValue.float(float(m["parity_max_rel_diff"])),
+        "cpu_latency_ms": dg.MetadataValue.float(float(m["cpu_latency_ms"])),
+        "latency_size": str(m["latency_size"]),
+        "dynamic_shapes": bool(m["dynamic_shapes"]),
+    }

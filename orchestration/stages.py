@@ -31,6 +31,7 @@ from orchestration.fingerprints import (
 )
 from orchestration.layout import Layout
 from orchestration.locks import lock_name, output_lock
+from orchestration.stage_records import write_record
 from orchestration.tracking import (
     check_tracking,
     git_commit,
@@ -122,9 +123,12 @@ def _finish(
     run_id: str | None = None,
     info: dict[str, str] | None = None,
 ) -> StageResult:
+    """Write the metrics and the record of what was made (orchestration.stage_records)."""
     metrics = {**metrics, "stage_seconds": round(float(metrics.get("stage_seconds", 0.0)), 2)}
     write_json_atomic(ctx.layout.metrics_file(stage), metrics)
-    return StageResult(stage, metrics, outputs, pictures or {}, run_id, info or {})
+    result = StageResult(stage, metrics, outputs, pictures or {}, run_id, info or {})
+    write_record(ctx.layout.metrics_file(stage), ctx.layout.root, result)
+    return result
 
 
 def _device(params: Params):

@@ -161,7 +161,7 @@ def test_transformers_teacher_through_the_lineage_in_dagster(trained_teacher, sm
     root = _project(tmp_path / "project", smoke_data, source="transformers", path=str(folder))
     defs = build_definitions(load_params(root / "params.yaml"))
     result = dg.materialize(
-        list(defs.assets),
+        [*defs.assets, *defs.asset_checks],
         resources={"pipeline": PipelineResource(root=str(root), commit_to_dvc=False)},
         instance=dg.DagsterInstance.ephemeral(),
     )

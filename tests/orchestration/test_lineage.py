@@ -59,9 +59,8 @@ def test_dagster_in_process_materialisation_keeps_dvc_clean(project_copy: Path):
 
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     defs = build_definitions(load_params(project_copy / "params.yaml"))
-    assets = list(defs.assets)
     result = dg.materialize(
-        assets,
+        [*defs.assets, *defs.asset_checks],
         resources={"pipeline": PipelineResource(root=str(project_copy))},
         instance=dg.DagsterInstance.ephemeral(),
     )

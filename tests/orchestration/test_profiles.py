@@ -122,5 +122,5 @@ def test_the_dagster_launchpad_picks_a_profile():
     )
     default = PipelineResource(root=str(REPO), profile="default")
     assert default.experiment_name("abcdef123456") is None, "params.yaml's own profile"
-    tuned = PipelineResource(root=str(REPO), profile="smoke", overrides=["teacher.epochs=3"])
+    tuned = PipelineResource(root=str(REPO), profile="smoke", overrides={"teacher": {"epochs": 3}})
     assert tuned.params().teacher.epochs == 3
