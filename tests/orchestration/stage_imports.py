@@ -2,14 +2,14 @@
 
 A stage starts at its function in `orchestration.stages.STAGE_FUNCTIONS`. From there:
 
-- orchestration code is followed name by name: the functions, classes and constants a stage
-  uses (directly, through a module alias such as `L.TEACHER`, or imported inside a function),
-  because one orchestration module holds the code of many stages and runners (the params
-  schema names every config class of the project, the stages module every stage);
-- a depth_core module is followed whole: every import it makes, at module level or inside a
-  function, since any of its functions may run once the stage calls into it;
-- a package's `__init__.py` runs whenever one of its modules is imported, so it counts, unless
-  it holds nothing but a docstring.
+- the names a piece of code uses are followed to their definitions (functions, classes,
+  constants; directly, through a module alias such as `L.TEACHER`, or imported inside a
+  function), so a module counts when the stage runs its code;
+- importing a depth_core module runs its top level, so the module counts, with every module its
+  top level imports (and each package `__init__.py` above it that holds more than a docstring);
+  its functions count through the names used, a package's lazy `__getattr__` included;
+- an orchestration module counts only through the names a stage uses: every runner imports the
+  params schema and the stages module, which import every config class and every stage.
 
 The result is a set of repository-relative files; `folded` replaces a folder by its name when
 every Python file under it is in the set (dvc.yaml then lists the folder).
@@ -157,13 +157,8 @@ def _import_time(tree: ast.Module):
 
 
 class Closure:
-    """The files reached from some starting names; `add_name` and `imported` grow it.
-
-    A depth_core module counts once it is imported: its top level runs (its own top-level
-    imports with it); its functions count through the names the stage uses. An orchestration
-    module counts only through the names a stage uses: every runner imports the params schema
-    and the stages module, which name every config class and every stage of the project.
-    """
+    """The modules reached from some starting names by the rules of this module's docstring;
+    `add_name` and `imported` grow it."""
 
     def __init__(self) -> None:
         self.modules: set[str] = set()  # project modules whose file is part of the stage's code
