@@ -34,7 +34,7 @@ DAGSTER_HOME := $(CURDIR)/.dagster
 
 run: setup
 	$(BIN)/dvc repro
-	mkdir -p .dagster
+	mkdir -p .dagster && touch .dagster/dagster.yaml
 	DAGSTER_HOME="$(DAGSTER_HOME)" $(BIN)/depth-distill dagster-report
 
 test: setup
@@ -46,7 +46,7 @@ bench: setup
 # Run history persists in .dagster/ (DAGSTER_HOME); the code location comes from pyproject.toml.
 # Ctrl-C or SIGTERM stops dagster dev with its webserver, daemon and code servers (no orphans).
 dagster: setup
-	mkdir -p .dagster
+	mkdir -p .dagster && touch .dagster/dagster.yaml
 	DAGSTER_HOME="$(DAGSTER_HOME)" PATH="$(CURDIR)/$(BIN):$$PATH" \
 		exec scripts/run-process-group.sh $(BIN)/dagster dev -h 127.0.0.1 -p 3000
 

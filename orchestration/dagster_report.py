@@ -14,6 +14,7 @@ the `dvc_runs` sensor does the same while `dagster dev` runs, so a plain `dvc re
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -37,9 +38,10 @@ from orchestration.dagster_lineage import AssetStage, code_version, lineage
 from orchestration.dagster_metadata import stage_metadata
 from orchestration.dagster_pipeline import PipelineResource
 from orchestration.layout import Layout, default_layout
-from orchestration.stage_records import read_record
+from orchestration.stage_records import RECORD_SUFFIX, read_record
 from orchestration.stages import StageResult, read_metrics
 
+log = logging.getLogger(__name__)
 RUNNER_TAG = "depth-distill/runner"
 # How many of an asset's latest materialisations are searched for a dvc.lock digest.
 HISTORY = 100
@@ -129,7 +131,8 @@ def report_dvc_runs(instance: dg.DagsterInstance, root: Path, params: Params) ->
         if state is None or _known(instance, spec, state):
             continue
         result = recorded_result(layout, spec)
-        if result is None:
+        if result is None:  # made before stages recorded their results
+            log.warning(f"{spec.key}: no {spec.record}{RECORD_SUFFIX} in metrics/; rerun the stage")
             continue
         instance.report_runless_asset_event(
             dg.AssetMaterialization(
