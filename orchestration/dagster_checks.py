@@ -7,6 +7,7 @@ alone from the UI on the files already there, and is the same function the repor
 checks warn (a smoke-size model is not expected to beat the row prior).
 """
 
+# No `from __future__ import annotations`: Dagster reads the checks' context annotation as a type.
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
