@@ -99,19 +99,25 @@ def test_folder_table_and_json(checkpoints, rgbd_folder, tmp_path, capsys):
     assert "teacher" in table and command.BASELINE in table and "pair_accuracy" in table
 
 
-def test_dataset_directory(checkpoints, tmp_path):
-    data = tmp_path / "set"
-    depth = np.stack([_ground_plane(32, 32)] * 3)
+def _write_dataset(folder, depth):
+    """A one-shard dataset of black images with the given (N, H, W) depth, all valid."""
+    n, height, width = depth.shape
     write_shard(
-        shard_path(data, 0),
+        shard_path(folder, 0),
         {
-            "id": np.array(["x", "y", "z"]),
-            "image": np.zeros((3, 32, 32, 3), np.uint8),
+            "id": np.array([f"image{i}" for i in range(n)]),
+            "image": np.zeros((n, height, width, 3), np.uint8),
             "depth": depth,
             "mask": np.ones_like(depth, dtype=bool),
         },
     )
-    finalize_dataset(data)
+    finalize_dataset(folder)
+
+
+def test_dataset_directory(checkpoints, tmp_path):
+    data = tmp_path / "set"
+    depth = np.stack([_ground_plane(32, 32)] * 3)
+    _write_dataset(data, depth)
     out = tmp_path / "e.json"
     assert (
         _main(
@@ -201,16 +207,7 @@ def test_unusable_ground_truth_in_a_dataset_is_not_counted(checkpoints, tmp_path
     data = tmp_path / "set"
     depth = np.stack([_ground_plane(32, 32)] * 3)
     depth[1] = 4.0  # constant
-    write_shard(
-        shard_path(data, 0),
-        {
-            "id": np.array(["x", "y", "z"]),
-            "image": np.zeros((3, 32, 32, 3), np.uint8),
-            "depth": depth,
-            "mask": np.ones_like(depth, dtype=bool),
-        },
-    )
-    finalize_dataset(data)
+    _write_dataset(data, depth)
     out = tmp_path / "e.json"
     argv = ["evaluate", "--checkpoint", str(checkpoints[0]), "--data", str(data)]
     assert _main([*argv, "--json", str(out), "--device", "cpu", "--quiet"]) == 0
