@@ -375,20 +375,11 @@ def _train_stage(
     the trained config's params under the same keys for every role, so MLflow compares the
     teacher and the students row by row; a teacher or student also becomes a registered
     model version carrying its checkpoint and config."""
-    from depth_core.models.weights import resolve_weights_file
     from depth_core.training import train
 
     out_dir = ctx.layout.out(out_rel)
     student = key.split(".", 1)[1] if key.startswith("students.") else None
-    # Everything checkable fails here, naming its params key, before any output is cleared or
-    # any run opened: the device, the model's structure, a missing package or unfit weights.
-    _section_device(cfg.device, key, ctx.params)
-    _check_model_builds(cfg.model, key)
-    check_tracking(ctx.layout.default_root)
-    if cfg.model.pretrained is not None:
-        resolve_weights_file(cfg.model.pretrained, cfg.model.backbone)
-    if cfg.device == "auto":
-        cfg = cfg.model_copy(update={"device": ctx.params.device})
+    cfg = _checked_train_config(ctx, cfg, key)
     fit = partial(
         train,
         cfg,
@@ -434,18 +425,41 @@ def _train_stage(
         for picture in pictures.values():
             run.log_artifact(picture, "pictures")
         run.log_artifact(report_dir / "history.json")
-        registered = registered_model_name(role, student)
-        if registered:
-            version = run.register_model(
-                registered,
-                [checkpoint],
-                cfg.model_dump(mode="json"),
-                {**tags, "role": role, "stage": stage, "checkpoint_md5": metrics["checkpoint_md5"]},
-            )
-            if version:
-                info["mlflow_model"] = f"{registered}/{version}"
+        version = _register_model(run, role, student, checkpoint, cfg, tags, stage, metrics)
+        if version:
+            info["mlflow_model"] = version
         metrics["mlflow_run_id"] = run.run_id
     return _finish(ctx, stage, metrics, [out_dir], pictures, run.run_id, info)
+
+
+def _checked_train_config(ctx: StageContext, cfg, key: str):
+    """Everything checkable fails here, naming its params key, before any output is cleared or
+    any run opened: the device, the model's structure, a missing package or unfit weights.
+    Returns the config with its device resolved."""
+    from depth_core.models.weights import resolve_weights_file
+
+    _section_device(cfg.device, key, ctx.params)
+    _check_model_builds(cfg.model, key)
+    check_tracking(ctx.layout.default_root)
+    if cfg.model.pretrained is not None:
+        resolve_weights_file(cfg.model.pretrained, cfg.model.backbone)
+    if cfg.device == "auto":
+        cfg = cfg.model_copy(update={"device": ctx.params.device})
+    return cfg
+
+
+def _register_model(run, role, student, checkpoint, cfg, tags, stage, metrics) -> str | None:
+    """A teacher or student becomes a version of its registered model: "name/version"."""
+    registered = registered_model_name(role, student)
+    if not registered:
+        return None
+    version = run.register_model(
+        registered,
+        [checkpoint],
+        cfg.model_dump(mode="json"),
+        {**tags, "role": role, "stage": stage, "checkpoint_md5": metrics["checkpoint_md5"]},
+    )
+    return f"{registered}/{version}" if version else None
 
 
 def _distributed_rank() -> int:
