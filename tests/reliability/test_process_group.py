@@ -34,6 +34,13 @@ def _alive(pid: int) -> bool:
         return stat.read().split()[2] != "Z"
 
 
+def _default_stop_signals() -> None:
+    """As from a terminal: a test run started in the background inherits SIGINT ignored, and a
+    shell cannot trap a signal ignored on entry, so the runner would never see Ctrl-C."""
+    for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
 def test_stopping_the_runner_stops_every_process_of_the_tree(stop):
     runner = subprocess.Popen(
@@ -41,12 +48,14 @@ def test_stopping_the_runner_stops_every_process_of_the_tree(stop):
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "STOP_GRACE_SECONDS": "1"},
+        start_new_session=True,  # signals meant for the test runner's group stay out
+        preexec_fn=_default_stop_signals,  # noqa: PLW1509 - this test forks from one thread
     )
     pids = [int(p) for p in runner.stdout.readline().split()]
     time.sleep(0.3)  # the stubborn child has set its handlers
     assert pids and all(_alive(p) for p in pids)
     runner.send_signal(stop)
-    assert runner.wait(timeout=20) != 0
+    assert runner.wait(timeout=30) != 0
     deadline = time.time() + 5
     while any(_alive(p) for p in pids) and time.time() < deadline:
         time.sleep(0.1)
