@@ -13,6 +13,10 @@ import argparse
 import json
 import sys
 
+from depth_core.export.config import ExportConfig
+
+_DEFAULTS = ExportConfig()
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -22,21 +26,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--checkpoint", required=True, help="depth-distill .safetensors file")
     parser.add_argument("--output", required=True, help="the .onnx file to write")
-    parser.add_argument("--input-format", choices=["float", "uint8"], default="float")
-    parser.add_argument("--opset", type=int, default=18, help="ONNX opset (17 or newer)")
+    parser.add_argument(
+        "--input-format", choices=["float", "uint8"], default=_DEFAULTS.input_format
+    )
+    parser.add_argument(
+        "--opset", type=int, default=_DEFAULTS.opset, help="ONNX opset (17 or newer)"
+    )
     parser.add_argument(
         "--fixed-size",
         action="store_true",
         help="export at the training size (dynamic batch only) even where shapes could be dynamic",
     )
     parser.add_argument(
-        "--tolerance", type=float, default=1e-3, help="largest accepted max relative difference"
+        "--tolerance",
+        type=float,
+        default=_DEFAULTS.parity_tolerance,
+        help="largest accepted max relative difference",
     )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from depth_core.export import ExportConfig, ParityError, export_checkpoint
+    from depth_core.export import ParityError, export_checkpoint
     from depth_core.models import CheckpointError
 
     try:
