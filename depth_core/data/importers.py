@@ -5,7 +5,9 @@ Imports are all-or-nothing: everything is written into `<dst>.partial` and renam
 like a dataset. Individual bad files never stop an import; they are skipped and listed with
 the reason (and a short code to count them by) in summary.json and in the returned stats.
 Hidden files and folders (names starting with ".") and files that are neither images nor
-depth maps are ignored.
+depth maps are ignored. RGB-D sources come as any folder paired by file name (`format:
+folder`) or as a public training set in its own published layout (depth_core.data.layouts);
+the format only chooses how pairs are found and read, everything after is shared.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from tqdm.auto import tqdm
 
 from depth_core.data.image_io import (
@@ -52,8 +54,32 @@ DEFAULT_DEPTH_SUFFIXES = (
 )
 
 
+FOLDER_FORMAT = "folder"
+# The generic folder's own conventions; a public set's layout fixes these itself.
+FOLDER_ONLY_FIELDS = (
+    "depth_scale",
+    "is_disparity",
+    "depth_suffixes",
+    "image_dir",
+    "depth_dir",
+    "image_extensions",
+)
+
+
 class DatasetImportError(ValueError):
     """An import that cannot produce a dataset at all (bad paths, nothing usable)."""
+
+
+def check_rgbd_format(name: str) -> str:
+    """`name` if it names an RGB-D source format (`folder` or a layout's), else ValueError."""
+    from depth_core.data.layouts import format_names
+
+    if name not in format_names():
+        raise ValueError(f"unknown format {name!r}; expected one of {', '.join(format_names())}")
+    return name
+
+
+RGBDFormat = Annotated[str, AfterValidator(check_rgbd_format)]
 
 
 class ImageImportConfig(BaseModel):
@@ -73,18 +99,25 @@ class ImageImportConfig(BaseModel):
 
 
 class RGBDImportConfig(BaseModel):
-    """Import RGB images paired with depth (or disparity) maps by file name.
+    """Import RGB images paired with depth (or disparity) maps.
 
-    Depth = raw value / `depth_scale` (16-bit PNG: NYU 1000, TUM 5000, KITTI 256); with
-    `is_disparity` that value is a disparity and depth = 1 / value. A depth map pairs with
-    the image whose path (relative to `image_dir`) minus its extension, plus one of
-    `depth_suffixes`, is its path relative to `depth_dir`; earlier suffixes win.
+    With `format: folder`, pairs are found by file name: depth = raw value / `depth_scale`
+    (16-bit PNG: NYU 1000, TUM 5000, KITTI 256); with `is_disparity` that value is a disparity
+    and depth = 1 / value. A depth map pairs with the image whose path (relative to
+    `image_dir`) minus its extension, plus one of `depth_suffixes`, is its path relative to
+    `depth_dir`; earlier suffixes win. Any other format is a public set's own layout, which
+    fixes those conventions (FOLDER_ONLY_FIELDS must keep their defaults).
     """
 
     model_config = ConfigDict(extra="forbid")
 
     path: str | None = Field(
         None, description="folder to import (stages read it; the CLI takes SRC)"
+    )
+    format: RGBDFormat = Field(
+        FOLDER_FORMAT,
+        description="folder (pairs by file name) or a public set's layout: hypersim, vkitti2, "
+        "tartanair, blendedmvs",
     )
     height: int = Field(128, gt=0)
     width: int = Field(128, gt=0)
@@ -114,6 +147,7 @@ class RGBDImportConfig(BaseModel):
             raise ValueError(
                 f"max_depth ({self.max_depth}) must exceed min_depth ({self.min_depth})"
             )
+        check_folder_only_fields(self, self.format)
         if self.image_dir == self.depth_dir:
             extensions = {e.lower() for e in self.image_extensions}
             ambiguous = [s for s in self.depth_suffixes if s.lower() in extensions or not s]
@@ -123,6 +157,25 @@ class RGBDImportConfig(BaseModel):
                     "folder; use a marked suffix (e.g. '_depth.png') or set depth_dir"
                 )
         return self
+
+
+def check_folder_only_fields(config: RGBDImportConfig, format: str, prefix: str = "") -> None:
+    """Refuse the generic folder's knobs with another format, naming them (`prefix` + key):
+    a layout fixes its own files and depth convention, and a setting must not be ignored."""
+    if format == FOLDER_FORMAT:
+        return
+    changed = [
+        name
+        for name in FOLDER_ONLY_FIELDS
+        if getattr(config, name)
+        != type(config).model_fields[name].get_default(call_default_factory=True)
+    ]
+    if changed:
+        keys = ", ".join(prefix + name for name in changed)
+        raise ValueError(
+            f"{keys}: only for format {FOLDER_FORMAT!r}; the {format} layout fixes its own file "
+            "names and depth convention, so leave the default"
+        )
 
 
 @dataclass
@@ -191,7 +244,7 @@ class _ShardWriter:
 # ---------------------------------------------------------------------------- scanning
 
 
-def _visible_files(root: Path) -> Iterator[Path]:
+def visible_files(root: Path) -> Iterator[Path]:
     """Files under `root`, recursively, sorted, skipping hidden files and folders."""
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -211,7 +264,12 @@ def _match_suffix(relative: str, suffixes: list[str]) -> tuple[int, str] | None:
 def scan_rgbd_pairs(
     src: Path, config: RGBDImportConfig
 ) -> tuple[list[tuple[Path, Path]], list[dict[str, str]]]:
-    """Pair images with depth maps by name; unpaired or ambiguous files become skip entries."""
+    """Pair images with depth maps (by name, or by `config.format`'s layout); unpaired or
+    ambiguous files become skip entries."""
+    if config.format != FOLDER_FORMAT:
+        from depth_core.data.layouts import get_layout
+
+        return get_layout(config.format).find_pairs(src)
     image_root = src / config.image_dir
     depth_root = src / config.depth_dir
     for root in (image_root, depth_root):
@@ -219,14 +277,14 @@ def scan_rgbd_pairs(
             raise DatasetImportError(f"source folder {root} does not exist")
     depth_by_key: dict[str, list[tuple[int, Path]]] = {}
     depth_files: set[Path] = set()
-    for path in _visible_files(depth_root):
+    for path in visible_files(depth_root):
         match = _match_suffix(path.relative_to(depth_root).as_posix(), config.depth_suffixes)
         if match is not None:
             depth_by_key.setdefault(match[1], []).append((match[0], path))
             depth_files.add(path)
     extensions = {e.lower() for e in config.image_extensions}
     images_by_key: dict[str, list[Path]] = {}
-    for path in _visible_files(image_root):
+    for path in visible_files(image_root):
         if path in depth_files or path.suffix.lower() not in extensions:
             continue
         relative = path.relative_to(image_root).as_posix()
@@ -267,7 +325,7 @@ def scan_images(src: Path, config: ImageImportConfig) -> list[Path]:
     if not src.is_dir():
         raise DatasetImportError(f"source folder {src} does not exist")
     extensions = {e.lower() for e in config.image_extensions}
-    return [p for p in _visible_files(src) if p.suffix.lower() in extensions]
+    return [p for p in visible_files(src) if p.suffix.lower() in extensions]
 
 
 # ---------------------------------------------------------------------------- loading
@@ -278,20 +336,27 @@ def read_rgbd_pair(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One usable RGB-D pair at its original resolution: (image, depth, mask).
 
-    Depth follows `config`'s conventions (scale, disparity, valid range). Raises SkippedFile
-    with code `unreadable`, `size_mismatch` or `no_valid_depth` for a pair that cannot be used.
+    Depth follows `config`'s conventions (the format's layout, or the folder's scale and
+    disparity; then the valid range). Raises SkippedFile with code `unreadable`,
+    `size_mismatch` or `no_valid_depth` (or a layout's own code) for a pair that cannot be used.
     """
-    try:
-        image = read_image(image_path, apply_exif=False)
-        depth, mask = read_depth(
-            depth_path,
-            scale=config.depth_scale,
-            is_disparity=config.is_disparity,
-            min_depth=config.min_depth,
-            max_depth=config.max_depth,
-        )
-    except ImageReadError as exc:
-        raise SkippedFile("unreadable", str(exc)) from exc
+    if config.format == FOLDER_FORMAT:
+        try:
+            image = read_image(image_path, apply_exif=False)
+            depth, mask = read_depth(
+                depth_path,
+                scale=config.depth_scale,
+                is_disparity=config.is_disparity,
+                min_depth=config.min_depth,
+                max_depth=config.max_depth,
+            )
+        except ImageReadError as exc:
+            raise SkippedFile("unreadable", str(exc)) from exc
+    else:
+        from depth_core.data.layouts import get_layout
+
+        image, depth, mask = get_layout(config.format).read_pair(image_path, depth_path)
+        depth, mask = _within_range(depth, mask, config.min_depth, config.max_depth)
     if image.shape[:2] != depth.shape:
         raise SkippedFile(
             "size_mismatch",
@@ -303,6 +368,16 @@ def read_rgbd_pair(
             "no_valid_depth", "no valid depth pixel (all 0, NaN, inf or out of range)"
         )
     return image, depth, mask
+
+
+def _within_range(
+    depth: np.ndarray, mask: np.ndarray, min_depth: float, max_depth: float | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """A layout's depth limited to `(min_depth, max_depth]`, as read_depth limits a folder's."""
+    mask = mask & (depth > min_depth)
+    if max_depth is not None:
+        mask &= depth <= max_depth
+    return np.where(mask, depth, 0.0).astype(np.float32), mask
 
 
 def _load_pair(
