@@ -21,7 +21,13 @@ from pydantic import (
     model_validator,
 )
 
-from depth_core.data.importers import ImageImportConfig, RGBDImportConfig
+from depth_core.data.importers import (
+    FOLDER_FORMAT,
+    ImageImportConfig,
+    RGBDFormat,
+    RGBDImportConfig,
+    check_folder_only_fields,
+)
 from depth_core.device import check_device_name
 from depth_core.export.config import ExportConfig
 from depth_core.inference import check_scales
@@ -46,6 +52,11 @@ class LabeledDataParams(StrictModel):
     """labeled_data: the synthetic renderer by default, or a user's folder of RGB-D pairs."""
 
     source: Literal["synthetic", "folder"] = "synthetic"
+    format: RGBDFormat = Field(
+        FOLDER_FORMAT,
+        description="with source folder: the folder's layout, folder (pairs by file name) or a "
+        "public set's own (hypersim, vkitti2, tartanair, blendedmvs)",
+    )
     n_train: int = Field(2000, ge=1)
     n_val: int = Field(128, ge=1)
     shard_size: int = Field(256, ge=1)
@@ -59,7 +70,21 @@ class LabeledDataParams(StrictModel):
 
     @model_validator(mode="after")
     def _folder_needs_config(self):
-        return _require_folder(self, "data.labeled")
+        _require_folder(self, "data.labeled")
+        if self.folder is not None:
+            if self.folder.format not in (FOLDER_FORMAT, self.format):
+                raise ValueError(
+                    f"data.labeled.folder.format ({self.folder.format!r}) contradicts "
+                    f"data.labeled.format ({self.format!r}); set data.labeled.format only"
+                )
+            check_folder_only_fields(self.folder, self.format, prefix="data.labeled.folder.")
+        return self
+
+    def import_config(self) -> RGBDImportConfig:
+        """The importer's settings: `folder` read as `format` (this section's one source)."""
+        if self.folder is None:
+            raise ValueError("data.labeled.folder must be set to import a folder")
+        return RGBDImportConfig.model_validate({**self.folder.model_dump(), "format": self.format})
 
 
 class UnlabeledDataParams(StrictModel):

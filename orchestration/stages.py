@@ -253,7 +253,7 @@ def stage_labeled_data(ctx: StageContext) -> StageResult:
         from depth_core.data.importers import import_rgbd_folder_split
 
         report = import_rgbd_folder_split(
-            cfg.folder, train_dir, val_dir, cfg.val_fraction, seed=cfg.seed
+            cfg.import_config(), train_dir, val_dir, cfg.val_fraction, seed=cfg.seed
         )
         skipped = int(report["n_skipped"])
     preview = _preview(train_dir, ctx.layout.report_dir("labeled_data") / "preview.png")

@@ -93,6 +93,26 @@ def test_folder_source_needs_folder_settings(tmp_path):
         load_params(_write(tmp_path, data))
 
 
+def test_labeled_format_is_validated_and_reaches_the_importer(tmp_path):
+    data = _base()
+    data["data"]["labeled"].update(source="folder", format="nyu", folder={"path": "rgbd"})
+    with pytest.raises(ParamsError, match=r"data\.labeled\.format: .*unknown format 'nyu'"):
+        load_params(_write(tmp_path, data))
+
+    data["data"]["labeled"]["format"] = "vkitti2"
+    labeled = load_params(_write(tmp_path, data)).data.labeled
+    config = labeled.import_config()
+    assert config.format == "vkitti2" and config.path == "rgbd"
+
+    data["data"]["labeled"]["folder"]["depth_scale"] = 100.0
+    with pytest.raises(ParamsError, match=r"data\.labeled\.folder\.depth_scale: only for format"):
+        load_params(_write(tmp_path, data))
+
+    data["data"]["labeled"]["folder"] = {"path": "rgbd", "format": "hypersim"}
+    with pytest.raises(ParamsError, match=r"data\.labeled\.folder\.format .*contradicts"):
+        load_params(_write(tmp_path, data))
+
+
 def _fake_hf_folder(folder: Path) -> Path:
     """Enough of a Hugging Face folder for params validation (which reads config.json only)."""
     folder.mkdir(parents=True)
