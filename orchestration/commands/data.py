@@ -8,6 +8,7 @@ from typing import Any
 
 from depth_core.data.importers import (
     DEFAULT_DEPTH_SUFFIXES,
+    FOLDER_FORMAT,
     DatasetImportError,
     ImageImportConfig,
     ImportStats,
@@ -15,6 +16,7 @@ from depth_core.data.importers import (
     import_image_folder,
     import_rgbd_folder,
 )
+from depth_core.data.layouts import LAYOUTS, format_names
 from depth_core.data.preview import contact_sheet
 
 
@@ -69,9 +71,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     preview.set_defaults(func=run_preview)
 
-    rgbd = commands.add_parser("import-rgbd", help="import a folder of RGB images + depth maps")
+    rgbd = commands.add_parser(
+        "import-rgbd",
+        help="import a folder of RGB images + depth maps",
+        epilog=_formats_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     rgbd.add_argument("src", help="folder of images and depth maps (searched recursively)")
     rgbd.add_argument("dst", help="dataset directory to create (replaced only on success)")
+    rgbd.add_argument(
+        "--format",
+        choices=format_names(),
+        default=FOLDER_FORMAT,
+        help=f"how SRC is laid out (default {FOLDER_FORMAT}; the formats are listed below)",
+    )
     _size_arguments(rgbd)
     add_depth_convention_arguments(rgbd)
     rgbd.add_argument("--image-dir", default="", help="sub-folder of SRC holding the images")
@@ -93,6 +106,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     images.set_defaults(func=run_import_images)
 
 
+def _formats_epilog() -> str:
+    """What each --format expects under SRC, and its depth convention."""
+    lines = [
+        "formats (--format):",
+        f"  {FOLDER_FORMAT}: any folder; images pair with depth maps by file name, read with",
+        "    --depth-scale, --disparity, --depth-suffix, --image-dir and --depth-dir",
+    ]
+    for name, layout in LAYOUTS.items():
+        lines += [
+            f"  {name}: {layout.image_file}",
+            f"    with {layout.depth_file}",
+            f"    depth: {layout.convention}",
+        ]
+    lines.append("A layout fixes its own files and depth convention; --min-depth, --max-depth,")
+    lines.append("--height, --width and --depth-resize apply to every format.")
+    return "\n".join(lines)
+
+
 def _size_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--height", type=int, default=128, help="training height (default 128)")
     parser.add_argument("--width", type=int, default=128, help="training width (default 128)")
@@ -112,6 +143,7 @@ def run_preview(args: argparse.Namespace) -> int:
 
 def run_import_rgbd(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {
+        "format": args.format,
         "height": args.height,
         "width": args.width,
         "shard_size": args.shard_size,
