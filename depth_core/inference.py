@@ -259,9 +259,10 @@ def _predict_window(
     return results  # type: ignore[return-value]
 
 
-def _at_original_size(pred: torch.Tensor, original: tuple[int, int]) -> np.ndarray:
-    """A model-size prediction resized to its image's resolution: non-negative float32, its
-    own memory (never a view into the batch)."""
+def resize_disparity(pred: torch.Tensor, original: tuple[int, int]) -> np.ndarray:
+    """A (H, W) prediction resized (bilinear) to `original` (its image's resolution, or a
+    benchmark's ground truth): non-negative float32, its own memory (never a view into the
+    batch)."""
     if tuple(pred.shape) == original:
         pred = pred.clone()
     else:
@@ -309,7 +310,7 @@ def iterate_predictions(
                 )
             for item, pred in zip(window, predictions):
                 with torch.inference_mode():  # not around the yield: the caller's code
-                    disparity = _at_original_size(pred, item.original)
+                    disparity = resize_disparity(pred, item.original)
                 yield disparity
     finally:
         model.train(was_training)

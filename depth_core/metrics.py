@@ -46,6 +46,7 @@ def evaluate_disparity(
     max_depth: float | None = None,
     n_pairs: int = 2000,
     generator: torch.Generator | None = None,
+    min_depth: float | None = None,
 ) -> dict[str, torch.Tensor]:
     """Per-image metrics, each a float tensor ``(B,)``.
 
@@ -54,13 +55,19 @@ def evaluate_disparity(
     inverted); ``pair_accuracy`` is measured on the raw prediction over ``n_pairs`` random pairs
     of valid pixels whose depths differ by more than 5% (NaN when an image has none).
     ``max_depth`` bounds the aligned depth; by default each image's largest valid depth.
-    ``generator`` seeds the pair sampling.
+    ``min_depth`` bounds it from below (benchmarks clamp the aligned prediction to their depth
+    range); by default it is unbounded. ``n_pairs`` 0 skips the pair sampling (NaN accuracy),
+    which costs a sort of every image's pixels. ``generator`` seeds the pair sampling.
     """
     _check_maps(pred_disp, gt_depth, mask)
     if max_depth is not None and not max_depth > 0:
         raise ValueError(f"max_depth must be positive, got {max_depth}")
-    if n_pairs < 1:
-        raise ValueError(f"n_pairs must be at least 1, got {n_pairs}")
+    if min_depth is not None and not min_depth > 0:
+        raise ValueError(f"min_depth must be positive, got {min_depth}")
+    if max_depth is not None and min_depth is not None and not max_depth > min_depth:
+        raise ValueError(f"max_depth ({max_depth}) must exceed min_depth ({min_depth})")
+    if n_pairs < 0:
+        raise ValueError(f"n_pairs must be >= 0, got {n_pairs}")
 
     pred = torch.nan_to_num(pred_disp.detach().float())
     gt = gt_depth.detach().float()
@@ -75,7 +82,10 @@ def evaluate_disparity(
     else:
         far = torch.full_like(scale, float(max_depth))
     min_disp = 1.0 / torch.where(far > 0, far, 1.0)
-    depth = 1.0 / torch.maximum(aligned, min_disp[:, None, None])
+    aligned = torch.maximum(aligned, min_disp[:, None, None])
+    if min_depth is not None:
+        aligned = aligned.clamp(max=1.0 / min_depth)
+    depth = 1.0 / aligned
 
     count = valid.sum(dim=(1, 2)).float()
     rel_error = torch.where(valid, (depth - safe_gt).abs() / safe_gt, 0.0)
@@ -89,7 +99,11 @@ def evaluate_disparity(
     return {
         "abs_rel": abs_rel,
         "delta1": delta1,
-        "pair_accuracy": _sampled_pair_accuracy(pred, gt, valid, n_pairs, generator),
+        "pair_accuracy": (
+            _sampled_pair_accuracy(pred, gt, valid, n_pairs, generator)
+            if n_pairs
+            else torch.full_like(count, float("nan"))
+        ),
         "scale": scale,
     }
 

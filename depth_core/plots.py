@@ -1,4 +1,5 @@
-"""Training pictures: loss curve, per-epoch validation metrics, and a depth-sample grid.
+"""Training pictures: loss curve, per-epoch validation metrics, and a depth-sample grid
+(`save_figure` also writes the benchmark chart).
 
 They are written next to every checkpoint so a person (or MLflow) can see at a glance whether
 a run learned anything; the Agg backend keeps them working without a display.
@@ -19,7 +20,7 @@ from depth_core.atomic_io import atomic_path
 from depth_core.viz import colorize_disparity
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     """Atomic PNG write: a reader never sees a half-written picture; the figure is freed."""
     path = Path(path)
     try:
@@ -55,7 +56,7 @@ def plot_loss_curve(steps: Sequence[dict[str, float]], path: Path, key: str = "t
     ax.set_xlabel("step")
     ax.set_ylabel(key)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_epoch_metrics(
@@ -88,7 +89,7 @@ def plot_epoch_metrics(
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_depth_samples(
@@ -117,4 +118,4 @@ def plot_depth_samples(
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -97,4 +97,10 @@ def _find_ground_truth(root: Path, listed: str) -> Path:
     raise SkippedFile("missing", f"ground truth {listed} is in none of {folders}")
 
 
-READER = BenchmarkReader(name="kitti", entries=kitti_entries, load=kitti_load, describe=DESCRIBE)
+READER = BenchmarkReader(
+    name="kitti",
+    entries=kitti_entries,
+    load=kitti_load,
+    describe=DESCRIBE,
+    entry_name=lambda entry: entry.image,
+)

@@ -58,5 +58,9 @@ def scannet_load(root: Path, entry: ScanNetEntry) -> BenchmarkSample:
 
 
 READER = BenchmarkReader(
-    name="scannet", entries=scannet_entries, load=scannet_load, describe=DESCRIBE
+    name="scannet",
+    entries=scannet_entries,
+    load=scannet_load,
+    describe=DESCRIBE,
+    entry_name=lambda entry: entry.image,
 )
