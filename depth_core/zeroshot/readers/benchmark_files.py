@@ -44,6 +44,14 @@ def split_file(root: Path, split: str | Path | None, default: str, what: str) ->
     )
 
 
+def refuse_split(benchmark: str, split: str | Path | None, describe: str) -> None:
+    """Benchmarks read in full have no split file: one given is a mistake, not ignored."""
+    if split is not None:
+        raise BenchmarkRootError(
+            f"{benchmark} has no split file (got {split}); expected {describe}"
+        )
+
+
 def split_lines(path: Path) -> Iterator[tuple[int, list[str]]]:
     """(1-based line number, whitespace-separated fields) of each line that is neither blank
     nor a `#` comment."""

@@ -13,6 +13,7 @@ from depth_core.zeroshot.readers.benchmark_files import (
     load_depth,
     load_image,
     measured,
+    refuse_split,
     require_entry_file,
     require_root,
 )
@@ -34,8 +35,7 @@ DESCRIBE = (
 def diode_entries(root: Path, split: Path | None = None) -> list[str]:
     """The images' paths relative to `root`, sorted."""
     root = require_root(root, DESCRIBE)
-    if split is not None:
-        raise BenchmarkRootError(f"DIODE has no split file (got {split}); expected {DESCRIBE}")
+    refuse_split("DIODE", split, DESCRIBE)
     images = [
         path
         for folder in _scene_type_folders(root)

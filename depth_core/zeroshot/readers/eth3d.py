@@ -15,6 +15,7 @@ import numpy as np
 from depth_core.zeroshot.readers.benchmark_files import (
     load_image,
     measured,
+    refuse_split,
     require_entry_file,
     require_root,
 )
@@ -37,8 +38,7 @@ DESCRIBE = (
 def eth3d_entries(root: Path, split: Path | None = None) -> list[str]:
     """The depth files' paths relative to `root`, sorted."""
     root = require_root(root, DESCRIBE)
-    if split is not None:
-        raise BenchmarkRootError(f"ETH3D has no split file (got {split}); expected {DESCRIBE}")
+    refuse_split("ETH3D", split, DESCRIBE)
     depth_files = [
         path
         for folder in root.rglob(DEPTH_FOLDER)

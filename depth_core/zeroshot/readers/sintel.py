@@ -15,6 +15,7 @@ from depth_core.data.image_io import ImageReadError
 from depth_core.zeroshot.readers.benchmark_files import (
     load_image,
     measured,
+    refuse_split,
     require_entry_file,
     require_root,
 )
@@ -64,8 +65,7 @@ def read_dpt(path: str | Path) -> np.ndarray:
 def sintel_entries(root: Path, split: Path | None = None) -> list[str]:
     """The `.dpt` files' paths relative to `root`, sorted."""
     root = require_root(root, DESCRIBE)
-    if split is not None:
-        raise BenchmarkRootError(f"Sintel has no split file (got {split}); expected {DESCRIBE}")
+    refuse_split("Sintel", split, DESCRIBE)
     training = root / "training" if (root / "training").is_dir() else root
     depth_dir = training / "depth"
     if not depth_dir.is_dir():
