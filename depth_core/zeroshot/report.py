@@ -68,13 +68,9 @@ def format_table(results: Results, benchmarks: Sequence[str], published: bool = 
 def plot_benchmarks(results: Results, benchmarks: Sequence[str], path: str | Path) -> Path:
     """Bars of AbsRel (depth benchmarks) and 1 - accuracy (DA-2K) per model, lower is better,
     with the published V2-S figure as a tick where there is one."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
-    from depth_core.plots import save_figure
+    from depth_core.plots import plt, save_figure  # plots selects the Agg backend once
 
     models = list(results)
     names = [b for b in benchmarks if any(b in results[m] for m in models)]
