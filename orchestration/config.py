@@ -35,6 +35,7 @@ from depth_core.models import CheckpointError, check_model_path
 from depth_core.synth.render import RenderConfig
 from depth_core.training.config import TrainConfig
 from depth_core.voting.pairs import PairConfig
+from depth_core.zeroshot.suite import SUITES, SUITES_WITH_SPLITS
 
 
 class StrictModel(BaseModel):
@@ -213,6 +214,51 @@ class AgreementParams(StrictModel):
         return self
 
 
+class BenchmarkParams(StrictModel):
+    """benchmark_report: the zero-shot benchmarks the teacher and every student are scored on,
+    each read from its folder as published. No roots (the default): the stage does nothing."""
+
+    roots: dict[str, str] = Field(
+        default_factory=dict,
+        description=f"benchmark -> its folder as published ({', '.join(SUITES)}); relative "
+        "paths start at params.yaml's folder; a missing folder is skipped with its reason",
+    )
+    splits: dict[str, str] = Field(
+        default_factory=dict,
+        description=f"another split file for {' or '.join(SUITES_WITH_SPLITS)} "
+        "(default: the one the benchmark's folder holds)",
+    )
+    max_images: int | None = Field(
+        None, ge=1, description="first N test images of each benchmark (null: all of them)"
+    )
+    batch_size: int = Field(4, ge=1)
+    flip_tta: bool = Field(False, description="average each prediction with its mirror image")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_empty(cls, raw):
+        return {} if raw is None else raw
+
+    @field_validator("roots")
+    @classmethod
+    def _known_benchmarks(cls, roots: dict[str, str]) -> dict[str, str]:
+        for name in roots:
+            if name not in SUITES:
+                raise ValueError(f"{name!r} is no benchmark; choose from {', '.join(SUITES)}")
+        return roots
+
+    @model_validator(mode="after")
+    def _splits_of_configured_benchmarks(self):
+        for name in self.splits:
+            if name not in SUITES_WITH_SPLITS:
+                raise ValueError(
+                    f"splits.{name}: only {', '.join(SUITES_WITH_SPLITS)} take a split file"
+                )
+            if name not in self.roots:
+                raise ValueError(f"splits.{name}: no roots.{name} to apply it to")
+        return self
+
+
 class ExportParams(ExportConfig):
     """export@<student>: each student checkpoint as models/onnx/<student>.onnx, parity-checked,
     and its single-image CPU latency through onnxruntime at the student's training size."""
@@ -239,6 +285,12 @@ class Params(StrictModel):
     students: dict[str, TrainConfig]
     agreement: AgreementParams
     export: ExportParams = Field(default_factory=ExportParams)
+    benchmarks: BenchmarkParams = Field(default_factory=BenchmarkParams)
+
+    @field_validator("benchmarks", mode="before")
+    @classmethod
+    def _unset_benchmarks(cls, raw):
+        return {} if raw is None else raw
 
     @field_validator("device")
     @classmethod

@@ -79,6 +79,21 @@ def _covers_every_expert(metrics: dict, params: Params) -> Outcome:
     return got == expected and expected >= 2, {"n_experts": got, "expected": expected}
 
 
+def _scores_every_model(metrics: dict, params: Params) -> Outcome:
+    """Every model on every benchmark that ran (trivially so when none is configured)."""
+    models, benchmarks = metrics.get("n_models"), metrics.get("n_benchmarks")
+    if not params.benchmarks.roots:
+        return True, {"status": "no benchmarks configured"}
+    expected = 1 + len(params.students)
+    passed = models == expected and benchmarks and metrics.get("n_results") == models * benchmarks
+    return bool(passed), {
+        "n_models": models,
+        "expected_models": expected,
+        "n_benchmarks": benchmarks,
+        "n_results": metrics.get("n_results"),
+    }
+
+
 def _model_checks(domain: str) -> list[StageCheck]:
     """Teachers are held to their own (synthetic) validation split, students to the target."""
     return [
@@ -124,6 +139,13 @@ def checks_for(spec: AssetStage) -> list[StageCheck]:
                 "covers_every_expert",
                 "every configured expert voted on every pair",
                 _covers_every_expert,
+            )
+        ],
+        "benchmark_report": [
+            StageCheck(
+                "scores_every_model",
+                "the teacher and every student scored on every benchmark that could run",
+                _scores_every_model,
             )
         ],
     }

@@ -74,6 +74,11 @@ def lineage(params: Params | None) -> list[AssetStage]:
             "agreement",
             deps=(*expert_assets(params), "target_eval_set"),
         ),
+        AssetStage(
+            "benchmark_report",
+            "benchmark_report",
+            deps=("teacher_checkpoint", *(f"student_checkpoint_{name}" for name in students)),
+        ),
     ]
 
 

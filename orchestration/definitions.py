@@ -1,7 +1,8 @@
 """Dagster definitions: the lineage as software-defined assets.
 
 labeled_data ─► teacher_checkpoint ─► pseudo_labels ─► student_checkpoint_<name> ─► expert_agreement_report
-                                                                     └─► student_onnx_<name>
+                                                                     ├─► student_onnx_<name>
+                                                                     └─► benchmark_report
 unlabeled_images ───────────────────────┘
 target_eval_set (held-out ground truth) ─ validation of every model and the agreement report
 
@@ -157,6 +158,15 @@ PRESENTATION = {
         {"pytorch", "mlflow", "dvc"},
         description=(
             "Four experts vote on point pairs; disagreements are flagged and queued for review."
+        ),
+    ),
+    "benchmark_report": Presentation(
+        "reports",
+        {"pytorch", "mlflow", "dvc"},
+        description=(
+            "The teacher and every student on the zero-shot benchmarks of benchmarks.roots "
+            "(NYUv2, KITTI, DIODE, ETH3D, Sintel, ScanNet, DA-2K), scored as the papers do, "
+            "beside the published Depth Anything V2 figures; nothing runs when none is set."
         ),
     ),
 }

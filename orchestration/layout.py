@@ -24,6 +24,7 @@ STUDENT = stage_out("student")  # models/students/${key}
 STUDENTS = Path(STUDENT).parent.as_posix()
 ONNX = Path(stage_out("export")).parent.as_posix()
 AGREEMENT = stage_out("agreement")
+BENCHMARK_REPORT = stage_out("benchmark_report")
 # Every stage's metrics go to metrics/<stage>.json, its pictures to reports/<stage>/ (also for
 # runs dvc.yaml does not declare, such as controls); tests check dvc.yaml's entries follow this.
 METRICS = "metrics"

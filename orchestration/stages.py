@@ -49,6 +49,7 @@ STAGE_NAMES = (
     "student",
     "agreement",
     "export",
+    "benchmark_report",
 )
 
 
@@ -711,22 +712,29 @@ def train_control(ctx: StageContext, name: str, steps: int) -> StageResult:
 # agreement
 
 
+def model_path(ctx: StageContext, entry: str) -> Path:
+    """The file (or, for a teacher from Hugging Face, the folder) of an `agreement.experts`-style
+    entry: 'teacher', 'student:<name>' or a path; an error names it when it does not exist."""
+    if entry == "teacher":
+        path = teacher_source.teacher_model_path(ctx.layout.inp(L.TEACHER))
+    elif entry.startswith("student:"):
+        student = ctx.layout.student(entry.split(":", 1)[1])
+        path = ctx.layout.inp(student) / L.CHECKPOINT_FILE
+    else:
+        path = resolve_path(entry, ctx.layout.default_root)  # as params validation does
+    if not path.exists():
+        raise FileNotFoundError(f"{expert_name(entry)!r}: checkpoint {path} does not exist")
+    return path
+
+
 def expert_checkpoints(ctx: StageContext) -> dict[str, Path]:
-    """Resolve `agreement.experts` entries to checkpoint files (or, for a teacher from Hugging
-    Face, its model folder), keyed by display name."""
+    """The voters of `agreement.experts`, keyed by display name."""
     experts = {}
     for entry in ctx.params.agreement.experts:
-        if entry == "teacher":
-            path = teacher_source.teacher_model_path(ctx.layout.inp(L.TEACHER))
-        elif entry.startswith("student:"):
-            student = ctx.layout.student(entry.split(":", 1)[1])
-            path = ctx.layout.inp(student) / L.CHECKPOINT_FILE
-        else:
-            path = resolve_path(entry, ctx.layout.default_root)  # as params validation does
-        experts[expert_name(entry)] = path
-    for name, path in experts.items():
-        if not path.exists():
-            raise FileNotFoundError(f"agreement expert {name!r}: checkpoint {path} does not exist")
+        try:
+            experts[expert_name(entry)] = model_path(ctx, entry)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"agreement expert {error}") from None
     return experts
 
 
@@ -781,6 +789,14 @@ def stage_export(ctx: StageContext, name: str) -> StageResult:
     return export_student(ctx, name)
 
 
+def stage_benchmark_report(ctx: StageContext) -> StageResult:
+    """benchmark_report: every model on the configured zero-shot benchmarks
+    (orchestration.benchmark_stage)."""
+    from orchestration.benchmark_stage import stage_benchmark_report as benchmark_models
+
+    return benchmark_models(ctx)
+
+
 # Stages run once per student (`--student NAME`).
 PER_STUDENT_STAGES = {"student": stage_student, "export": stage_export}
 
@@ -793,6 +809,7 @@ STAGE_FUNCTIONS: dict[str, Callable[..., StageResult]] = {
     "student": stage_student,
     "agreement": stage_agreement,
     "export": stage_export,
+    "benchmark_report": stage_benchmark_report,
 }
 
 

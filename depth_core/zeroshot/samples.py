@@ -49,6 +49,7 @@ class BenchmarkReader:
     load: Callable[[Path, Any], BenchmarkSample]
     describe: str  # the expected root, for --help and error messages
     entry_name: Callable[[Any], str] = str  # an entry as a person reads it (its image path)
+    takes_split: bool = False  # whether `split` may name another split file
 
 
 __all__ = ["BenchmarkReader", "BenchmarkRootError", "BenchmarkSample", "SkippedFile"]

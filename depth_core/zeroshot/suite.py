@@ -27,6 +27,7 @@ from depth_core.zeroshot.samples import BenchmarkRootError, BenchmarkSample
 
 DA2K = "da2k"
 SUITES: tuple[str, ...] = (*PROTOCOLS, DA2K)
+SUITES_WITH_SPLITS: tuple[str, ...] = tuple(n for n, r in READERS.items() if r.takes_split)
 DA2K_ANNOTATIONS = "annotations.json"
 
 # images -> disparities at the images' sizes (InferenceModel.predict with its settings bound)

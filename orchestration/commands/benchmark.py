@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from depth_core.zeroshot.suite import SUITES
+from depth_core.zeroshot.suite import SUITES, SUITES_WITH_SPLITS
 from orchestration.commands.inference_args import add_inference_arguments
 
 
@@ -47,8 +47,8 @@ def register(subparsers) -> None:
         action="append",
         default=[],
         metavar="NAME=FILE",
-        help="another split file for kitti (eigen_test_files_with_gt.txt) or scannet "
-        "(scannet_test.txt)",
+        help=f"another split file for {', '.join(SUITES_WITH_SPLITS)} (default: the one the "
+        "benchmark's folder holds)",
     )
     parser.add_argument("--max-images", type=int, default=None, help="first N images of each")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")

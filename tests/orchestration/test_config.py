@@ -207,3 +207,27 @@ def test_an_expert_checkpoint_path_is_relative_to_params(tmp_path):
     data = _base()
     data["agreement"]["experts"] = ["teacher", "other.safetensors"]
     assert load_params(_write(tmp_path, data)).agreement.experts[1] == "other.safetensors"
+
+
+def test_benchmarks_are_unset_by_default_and_null_means_unset(tmp_path):
+    assert smoke_params().benchmarks.roots == {}
+    data = _base()
+    data["benchmarks"] = None
+    assert load_params(_write(tmp_path, data)).benchmarks.roots == {}
+
+
+@pytest.mark.parametrize(
+    ("block", "named"),
+    [
+        ({"roots": {"nyuv2": "/data/nyu"}}, r"benchmarks\.roots.*'nyuv2' is no benchmark.*nyu"),
+        ({"roots": {"nyu": "x"}, "splits": {"diode": "y"}}, r"splits\.diode: only nyu, kitti"),
+        ({"roots": {"nyu": "x"}, "splits": {"kitti": "y"}}, r"splits\.kitti: no roots\.kitti"),
+        ({"roots": {"nyu": "x"}, "max_images": 0}, r"benchmarks\.max_images"),
+        ({"root": {"nyu": "x"}}, r"benchmarks\.root"),
+    ],
+)
+def test_benchmark_mistakes_are_named(tmp_path, block, named):
+    data = _base()
+    data["benchmarks"] = block
+    with pytest.raises(ParamsError, match=named):
+        load_params(_write(tmp_path, data))

@@ -82,6 +82,7 @@ def test_layout_paths_are_every_declared_output():
         layout.PSEUDO_LABELS,
         layout.TEACHER,
         layout.AGREEMENT,
+        layout.BENCHMARK_REPORT,
         layout.Layout(Path(".")).student(student),
         f"{layout.ONNX}/{student}.onnx",
     }

@@ -103,4 +103,5 @@ READER = BenchmarkReader(
     load=kitti_load,
     describe=DESCRIBE,
     entry_name=lambda entry: entry.image,
+    takes_split=True,
 )

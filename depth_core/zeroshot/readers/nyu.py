@@ -150,4 +150,6 @@ def _test_indices(splits: Path) -> np.ndarray:
     return values.astype(np.int64)
 
 
-READER = BenchmarkReader(name="nyu", entries=nyu_entries, load=nyu_load, describe=DESCRIBE)
+READER = BenchmarkReader(
+    name="nyu", entries=nyu_entries, load=nyu_load, describe=DESCRIBE, takes_split=True
+)

@@ -63,4 +63,5 @@ READER = BenchmarkReader(
     load=scannet_load,
     describe=DESCRIBE,
     entry_name=lambda entry: entry.image,
+    takes_split=True,
 )

@@ -1,0 +1,223 @@
+"""benchmark_report: the teacher and every student on the zero-shot benchmarks of
+`benchmarks.roots`, scored as `depth-distill benchmark` scores them (depth_core.zeroshot).
+
+The report (reports/benchmark_report/) holds the table beside the published Depth Anything V2
+figures (`summary.md`, which the Dagster asset shows), the results as JSON, every skipped file
+with its reason, and a bar chart. Each model's figures go to MLflow under the same keys
+(`benchmark/<benchmark>/<metric>`) on the run that made the model, so comparing teacher and
+student runs shows them side by side; the stage's own run holds the whole report. With no
+roots configured the stage evaluates nothing and says so.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from orchestration import layout as L
+from orchestration.config import expert_name, resolve_path
+from orchestration.files import write_json_atomic
+from orchestration.stages import (
+    StageContext,
+    StageResult,
+    _device,
+    _finish,
+    _flatten,
+    model_path,
+)
+from orchestration.tracking import attach_to_run, check_tracking, stage_run
+
+STAGE = "benchmark_report"
+SUMMARY = "summary.md"
+RESULTS = "results.json"
+SKIPPED = "skipped_files.json"
+CHART = "benchmarks.png"
+# What each model logs, per benchmark, when the benchmark reports it.
+LOGGED_KEYS = ("abs_rel", "delta1", "pair_accuracy", "n_images", "n_pairs", "n_skipped")
+NOT_CONFIGURED = (
+    "no benchmarks configured: nothing evaluated (name each benchmark's folder under "
+    "benchmarks.roots in params.yaml, e.g. `nyu: /data/nyu`)"
+)
+
+
+def benchmark_models(ctx: StageContext) -> dict[str, Path]:
+    """The teacher and every student of `students`, named as in the agreement report."""
+    entries = ["teacher", *(f"student:{name}" for name in ctx.params.students)]
+    models = {}
+    for entry in entries:
+        try:
+            models[expert_name(entry)] = model_path(ctx, entry)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"benchmark_report: model {error}") from None
+    return models
+
+
+def _training_runs(ctx: StageContext) -> dict[str, str | None]:
+    """Each model's MLflow run, as its stage recorded it (metrics/<model>.json, whose name is the
+    model's: teacher, student_<name>); an experiment reads the default lineage's for a model
+    it did not make itself."""
+    runs = {}
+    for model in ("teacher", *(f"student_{name}" for name in ctx.params.students)):
+        path = ctx.layout.inp(f"{L.METRICS}/{model}.json")
+        runs[model] = json.loads(path.read_text()).get("mlflow_run_id") if path.exists() else None
+    return runs
+
+
+def flat_metrics(results: dict) -> dict[str, float | int]:
+    """`<model>/<benchmark>/<metric>`: one flat record for dvc metrics show / diff."""
+    return {
+        f"{model}/{bench}/{key}": values[key]
+        for model, per_bench in results.items()
+        for bench, values in per_bench.items()
+        for key in LOGGED_KEYS
+        if values.get(key) is not None
+    }
+
+
+def _replace_report(build: Callable[[Path], None], out_dir: Path) -> None:
+    """Write the report into a fresh folder next to `out_dir`, then swap it in: a failed run
+    leaves the previous report as it was, a finished one leaves no stale file behind."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    fresh = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        build(fresh)
+        old = out_dir.with_name(f".{out_dir.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        if out_dir.exists():
+            out_dir.rename(old)
+        fresh.rename(out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(fresh, ignore_errors=True)
+        raise
+
+
+def _not_configured(ctx: StageContext, out_dir: Path) -> StageResult:
+    print(f"benchmark_report: {NOT_CONFIGURED}", file=sys.stderr)
+    _replace_report(lambda d: (d / SUMMARY).write_text(NOT_CONFIGURED + "\n"), out_dir)
+    metrics = {"n_models": 0, "n_benchmarks": 0, "n_results": 0}
+    return _finish(ctx, STAGE, metrics, [out_dir], info={"status": NOT_CONFIGURED})
+
+
+def _summary_text(results: dict, names: list[str], skipped: dict[str, str]) -> str:
+    from depth_core.zeroshot.report import format_table
+
+    lines = [format_table(results, names), ""]
+    for name, reason in skipped.items():
+        lines.append(f"- skipped {name}: {reason}")
+    for model, per_bench in results.items():
+        for bench, values in per_bench.items():
+            if values["n_skipped"]:
+                codes = ", ".join(f"{c} {n}" for c, n in values["skipped_by_code"].items())
+                lines.append(
+                    f"- {model} {bench}: {values['n_skipped']} file(s) skipped ({codes}; "
+                    f"see {SKIPPED})"
+                )
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def stage_benchmark_report(ctx: StageContext) -> StageResult:
+    from depth_core.inference import load_for_inference
+    from depth_core.zeroshot.report import plot_benchmarks, summary
+    from depth_core.zeroshot.suite import check_roots, run_suite
+
+    cfg = ctx.params.benchmarks
+    out_dir = ctx.layout.out(L.BENCHMARK_REPORT)
+    if not cfg.roots:
+        return _not_configured(ctx, out_dir)
+    root = ctx.layout.default_root
+    check_tracking(root)
+    start = time.perf_counter()
+    roots = {name: resolve_path(path, root) for name, path in cfg.roots.items()}
+    splits = {name: resolve_path(path, root) for name, path in cfg.splits.items()}
+    benchmarks, skipped = check_roots(list(cfg.roots), roots, splits)
+    for name, reason in skipped.items():
+        print(
+            f"benchmark_report: skipping {name} (benchmarks.roots.{name}): {reason}",
+            file=sys.stderr,
+        )
+    if not benchmarks:
+        reasons = "; ".join(f"{name}: {reason}" for name, reason in skipped.items())
+        raise FileNotFoundError(
+            f"benchmarks.roots: none of the configured benchmarks can run ({reasons})"
+        )
+    models = benchmark_models(ctx)
+    device = _device(ctx.params)
+
+    def loader(path: Path):
+        def load():
+            model = load_for_inference(path, device)
+            return lambda images: model.predict(images, cfg.batch_size, cfg.flip_tta)
+
+        return load
+
+    results = run_suite(
+        {name: loader(path) for name, path in models.items()},
+        benchmarks,
+        cfg.batch_size,
+        cfg.max_images,
+    )
+    names = [b.name for b in benchmarks]
+    table = summary(results)
+
+    def build(folder: Path) -> None:
+        (folder / SUMMARY).write_text(_summary_text(results, names, skipped))
+        write_json_atomic(
+            folder / RESULTS,
+            {
+                "models": {k: str(v) for k, v in models.items()},
+                "results": table,
+                "skipped_benchmarks": skipped,
+            },
+        )
+        write_json_atomic(
+            folder / SKIPPED,
+            {
+                m: {b: v["skipped"] for b, v in per.items() if v["skipped"]}
+                for m, per in results.items()
+            },
+        )
+        plot_benchmarks(results, names, folder / CHART)
+
+    _replace_report(build, out_dir)
+    metrics = {
+        "n_models": len(models),
+        "n_benchmarks": len(benchmarks),
+        "n_skipped_benchmarks": len(skipped),
+        "n_results": sum(len(per) for per in results.values()),
+        **flat_metrics(table),
+        "stage_seconds": time.perf_counter() - start,
+    }
+    for model, run_id in _training_runs(ctx).items():
+        per_model = flat_metrics({model: table[model]})
+        attach_to_run(
+            root,
+            run_id,
+            {},
+            {f"benchmark/{k.split('/', 1)[1]}": v for k, v in per_model.items()},
+            {"benchmarks": ", ".join(names)},
+        )
+    with stage_run(
+        root,
+        STAGE,
+        "report",
+        ctx.pipeline_key,
+        ctx.runner,
+        {"device": ctx.params.device, **_flatten(cfg, "benchmarks")},
+        ctx.tags,
+        "zero-shot benchmarks",
+    ) as run:
+        run.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+        run.log_artifact(out_dir, STAGE)
+        metrics["mlflow_run_id"] = run.run_id
+    info = {f"skipped/{name}": reason for name, reason in skipped.items()}
+    info.update({f"{name}_path": str(path) for name, path in models.items()})
+    return _finish(
+        ctx, STAGE, metrics, [out_dir], {"benchmarks": out_dir / CHART}, run.run_id, info
+    )
