@@ -190,3 +190,35 @@ def test_the_asset_depends_on_every_model_and_is_checked():
     assert check.evaluate(full, configured)[0]
     assert not check.evaluate({**full, "n_results": 2 * models - 1}, configured)[0]
     assert not check.evaluate({**full, "n_models": models - 1}, configured)[0]
+
+
+def test_the_dagster_asset_shows_the_table_and_passes_its_check(lineage_models):
+    import dagster as dg
+    import yaml
+
+    from orchestration.config import load_params
+    from orchestration.definitions import PipelineResource, build_definitions
+
+    root, roots, _ = lineage_models
+    raw = {**smoke_raw(), "benchmarks": {"roots": roots}}
+    (root / "params.yaml").write_text(yaml.safe_dump(raw))
+    defs = build_definitions(load_params(root / "params.yaml"))
+    result = dg.materialize(
+        [*defs.assets, *defs.asset_checks],
+        selection=dg.AssetSelection.assets("benchmark_report"),
+        resources={"pipeline": PipelineResource(root=str(root), commit_to_dvc=False)},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == "scores_every_model" and check.passed
+    metadata = result.asset_materializations_for_node("benchmark_report")[0].metadata
+    assert (
+        "| teacher |" in metadata["summary"].value
+        and "Depth Anything V2" in metadata["summary"].value
+    )
+    assert "data:image/png;base64" in metadata["pictures"].value
+    assert metadata["n_models"].value == 1 + len(raw["students"])
+    assert metadata["teacher_path"].value.endswith("models/teacher/model.safetensors")
+    spec = defs.get_assets_def("benchmark_report")
+    assert spec.group_names_by_key[dg.AssetKey("benchmark_report")] == "reports"
