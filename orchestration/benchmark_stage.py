@@ -122,9 +122,42 @@ def _summary_text(results: dict, names: list[str], skipped: dict[str, str]) -> s
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _write_report(
+    folder: Path, results: dict, models: dict[str, Path], names: list[str], skipped: dict
+) -> None:
+    from depth_core.zeroshot.report import plot_benchmarks, summary
+
+    (folder / SUMMARY).write_text(_summary_text(results, names, skipped))
+    report = {
+        "models": {name: str(path) for name, path in models.items()},
+        "results": summary(results),
+        "skipped_benchmarks": skipped,
+    }
+    write_json_atomic(folder / RESULTS, report)
+    write_json_atomic(
+        folder / SKIPPED,
+        {
+            m: {b: v["skipped"] for b, v in per.items() if v["skipped"]}
+            for m, per in results.items()
+        },
+    )
+    plot_benchmarks(results, names, folder / CHART)
+
+
+def _log_each_model(ctx: StageContext, metrics: dict, names: list[str]) -> None:
+    """`benchmark/<benchmark>/<metric>` on the run that made each model."""
+    for model, run_id in _training_runs(ctx).items():
+        own = {
+            f"benchmark/{key.split('/', 1)[1]}": value
+            for key, value in metrics.items()
+            if key.startswith(f"{model}/")
+        }
+        attach_to_run(ctx.layout.default_root, run_id, {}, own, {"benchmarks": ", ".join(names)})
+
+
 def stage_benchmark_report(ctx: StageContext) -> StageResult:
     from depth_core.inference import load_for_inference
-    from depth_core.zeroshot.report import plot_benchmarks, summary
+    from depth_core.zeroshot.report import summary
     from depth_core.zeroshot.suite import check_roots, run_suite
 
     cfg = ctx.params.benchmarks
@@ -132,6 +165,7 @@ def stage_benchmark_report(ctx: StageContext) -> StageResult:
     if not cfg.roots:
         return _not_configured(ctx, out_dir)
     root = ctx.layout.default_root
+    models = benchmark_models(ctx)
     check_tracking(root)
     start = time.perf_counter()
     roots = {name: resolve_path(path, root) for name, path in cfg.roots.items()}
@@ -147,7 +181,6 @@ def stage_benchmark_report(ctx: StageContext) -> StageResult:
         raise FileNotFoundError(
             f"benchmarks.roots: none of the configured benchmarks can run ({reasons})"
         )
-    models = benchmark_models(ctx)
     device = _device(ctx.params)
 
     def loader(path: Path):
@@ -157,52 +190,19 @@ def stage_benchmark_report(ctx: StageContext) -> StageResult:
 
         return load
 
-    results = run_suite(
-        {name: loader(path) for name, path in models.items()},
-        benchmarks,
-        cfg.batch_size,
-        cfg.max_images,
-    )
+    loaders = {name: loader(path) for name, path in models.items()}
+    results = run_suite(loaders, benchmarks, cfg.batch_size, cfg.max_images)
     names = [b.name for b in benchmarks]
-    table = summary(results)
-
-    def build(folder: Path) -> None:
-        (folder / SUMMARY).write_text(_summary_text(results, names, skipped))
-        write_json_atomic(
-            folder / RESULTS,
-            {
-                "models": {k: str(v) for k, v in models.items()},
-                "results": table,
-                "skipped_benchmarks": skipped,
-            },
-        )
-        write_json_atomic(
-            folder / SKIPPED,
-            {
-                m: {b: v["skipped"] for b, v in per.items() if v["skipped"]}
-                for m, per in results.items()
-            },
-        )
-        plot_benchmarks(results, names, folder / CHART)
-
-    _replace_report(build, out_dir)
+    _replace_report(lambda folder: _write_report(folder, results, models, names, skipped), out_dir)
     metrics = {
         "n_models": len(models),
         "n_benchmarks": len(benchmarks),
         "n_skipped_benchmarks": len(skipped),
         "n_results": sum(len(per) for per in results.values()),
-        **flat_metrics(table),
+        **flat_metrics(summary(results)),
         "stage_seconds": time.perf_counter() - start,
     }
-    for model, run_id in _training_runs(ctx).items():
-        per_model = flat_metrics({model: table[model]})
-        attach_to_run(
-            root,
-            run_id,
-            {},
-            {f"benchmark/{k.split('/', 1)[1]}": v for k, v in per_model.items()},
-            {"benchmarks": ", ".join(names)},
-        )
+    _log_each_model(ctx, metrics, names)
     with stage_run(
         root,
         STAGE,
