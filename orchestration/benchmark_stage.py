@@ -106,7 +106,7 @@ def _not_configured(ctx: StageContext, out_dir: Path) -> StageResult:
 
 
 def _summary_text(results: dict, names: list[str], skipped: dict[str, str]) -> str:
-    from depth_core.zeroshot.report import format_table
+    from depth_core.zeroshot.report import format_table, skip_counts
 
     lines = [format_table(results, names), ""]
     for name, reason in skipped.items():
@@ -114,11 +114,7 @@ def _summary_text(results: dict, names: list[str], skipped: dict[str, str]) -> s
     for model, per_bench in results.items():
         for bench, values in per_bench.items():
             if values["n_skipped"]:
-                codes = ", ".join(f"{c} {n}" for c, n in values["skipped_by_code"].items())
-                lines.append(
-                    f"- {model} {bench}: {values['n_skipped']} file(s) skipped ({codes}; "
-                    f"see {SKIPPED})"
-                )
+                lines.append(f"- {model} {bench}: skipped {skip_counts(values)}, see {SKIPPED}")
     return "\n".join(lines).rstrip() + "\n"
 
 

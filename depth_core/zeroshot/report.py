@@ -26,6 +26,12 @@ def summary(results: Results) -> dict[str, dict[str, dict[str, Any]]]:
     }
 
 
+def skip_counts(values: Mapping[str, Any]) -> str:
+    """How many files of one benchmark run were skipped, by reason: `2 (corrupt 1, missing 1)`."""
+    codes = ", ".join(f"{code} {n}" for code, n in values["skipped_by_code"].items())
+    return f"{values['n_skipped']} ({codes})"
+
+
 def _columns(benchmark: str) -> tuple[tuple[str, str], ...]:
     if benchmark == DA2K:
         return (("pair_accuracy", "acc"),)

@@ -76,7 +76,7 @@ def parse_named(values: list[str], suites: list[str], flag: str) -> dict[str, Pa
 
 def _run(args: argparse.Namespace) -> int:
     from depth_core.inference import load_for_inference
-    from depth_core.zeroshot.report import format_table, summary
+    from depth_core.zeroshot.report import format_table, skip_counts, summary
     from depth_core.zeroshot.suite import check_roots, run_suite
     from orchestration.files import write_json_atomic
 
@@ -115,8 +115,7 @@ def _run(args: argparse.Namespace) -> int:
     for model, per_bench in results.items():
         for bench, values in per_bench.items():
             if values["n_skipped"]:
-                codes = ", ".join(f"{c} {n}" for c, n in values["skipped_by_code"].items())
-                print(f"{Path(model).name} {bench}: skipped {values['n_skipped']} ({codes})")
+                print(f"{Path(model).name} {bench}: skipped {skip_counts(values)}")
                 for entry in values["skipped"][:5]:
                     print(f"  {entry['file']}: {entry['reason']}")
     names = [b.name for b in benchmarks]

@@ -77,6 +77,7 @@ def test_every_model_is_scored_on_every_benchmark_and_a_missing_root_is_skipped(
     assert summary.startswith("| model | scannet AbsRel | scannet δ1 | scannet n | da2k acc |")
     assert all(f"| {model} |" in summary for model in models)
     assert "skipped nyu:" in summary and "no/such/folder" in summary
+    assert "- teacher scannet: skipped 2 (corrupt 1, missing 1), see skipped_files.json" in summary
     skipped = json.loads((report / "skipped_files.json").read_text())
     assert sorted(e["code"] for e in skipped["teacher"]["scannet"]) == ["corrupt", "missing"]
     assert (report / "benchmarks.png").stat().st_size > 0
