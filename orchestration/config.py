@@ -287,11 +287,6 @@ class Params(StrictModel):
     export: ExportParams = Field(default_factory=ExportParams)
     benchmarks: BenchmarkParams = Field(default_factory=BenchmarkParams)
 
-    @field_validator("benchmarks", mode="before")
-    @classmethod
-    def _unset_benchmarks(cls, raw):
-        return {} if raw is None else raw
-
     @field_validator("device")
     @classmethod
     def _known_device(cls, device: str) -> str:
