@@ -11,7 +11,6 @@ roots configured the stage evaluates nothing and says so.
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from orchestration.stages import (
     _finish,
     _flatten,
     model_path,
+    recorded_run_id,
 )
 from orchestration.tracking import attach_to_run, check_tracking, stage_run
 
@@ -55,17 +55,6 @@ def benchmark_models(ctx: StageContext) -> dict[str, Path]:
         except FileNotFoundError as error:
             raise FileNotFoundError(f"benchmark_report: model {error}") from None
     return models
-
-
-def _training_runs(ctx: StageContext) -> dict[str, str | None]:
-    """Each model's MLflow run, as its stage recorded it (metrics/<model>.json, whose name is the
-    model's: teacher, student_<name>); an experiment reads the default lineage's for a model
-    it did not make itself."""
-    runs = {}
-    for model in ("teacher", *(f"student_{name}" for name in ctx.params.students)):
-        path = ctx.layout.inp(f"{L.METRICS}/{model}.json")
-        runs[model] = json.loads(path.read_text()).get("mlflow_run_id") if path.exists() else None
-    return runs
 
 
 def flat_metrics(results: dict) -> dict[str, float | int]:
@@ -142,7 +131,8 @@ def _write_report(
 
 def _log_each_model(ctx: StageContext, metrics: dict, names: list[str]) -> None:
     """`benchmark/<benchmark>/<metric>` on the run that made each model."""
-    for model, run_id in _training_runs(ctx).items():
+    for model in ("teacher", *(f"student_{name}" for name in ctx.params.students)):
+        run_id = recorded_run_id(ctx, model)  # metrics/<model>.json is named like the model
         own = {
             f"benchmark/{key.split('/', 1)[1]}": value
             for key, value in metrics.items()

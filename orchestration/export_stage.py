@@ -8,22 +8,15 @@ registered model version is tagged with the ONNX file's URI and sha256.
 
 from __future__ import annotations
 
-import json
 import time
 
 from orchestration import layout as L
-from orchestration.stages import StageContext, StageResult, _finish
+from orchestration.stages import StageContext, StageResult, _finish, recorded_run_id
 from orchestration.tracking import attach_to_run
 
 
 def onnx_path(ctx: StageContext, name: str):
     return ctx.layout.out(f"{L.ONNX}/{name}.onnx")
-
-
-def _student_run_id(ctx: StageContext, name: str) -> str | None:
-    """The MLflow run that trained the student (its stage's metrics record it)."""
-    path = ctx.layout.inp(f"{L.METRICS}/student_{name}.json")
-    return json.loads(path.read_text()).get("mlflow_run_id") if path.exists() else None
 
 
 def _student_checkpoint(ctx: StageContext, name: str):
@@ -62,7 +55,7 @@ def stage_export(ctx: StageContext, name: str) -> StageResult:
         "opset": report.opset,
         "stage_seconds": time.perf_counter() - start,
     }
-    run_id = _student_run_id(ctx, name)
+    run_id = recorded_run_id(ctx, f"student_{name}")  # the run that trained it
     attached = attach_to_run(
         ctx.layout.default_root,
         run_id,

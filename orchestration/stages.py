@@ -792,9 +792,9 @@ def stage_export(ctx: StageContext, name: str) -> StageResult:
 def stage_benchmark_report(ctx: StageContext) -> StageResult:
     """benchmark_report: every model on the configured zero-shot benchmarks
     (orchestration.benchmark_stage)."""
-    from orchestration.benchmark_stage import stage_benchmark_report as benchmark_models
+    from orchestration.benchmark_stage import stage_benchmark_report as run_benchmark_report
 
-    return benchmark_models(ctx)
+    return run_benchmark_report(ctx)
 
 
 # Stages run once per student (`--student NAME`).
@@ -823,6 +823,13 @@ def run_stage(name: str, ctx: StageContext, student: str | None = None) -> Stage
         if name in PER_STUDENT_STAGES:
             return PER_STUDENT_STAGES[name](ctx, student)
         return STAGE_FUNCTIONS[name](ctx)
+
+
+def recorded_run_id(ctx: StageContext, record: str) -> str | None:
+    """The MLflow run a stage recorded in metrics/<record>.json; an experiment reads the default
+    lineage's record for an output it did not make itself."""
+    path = ctx.layout.inp(f"{L.METRICS}/{record}.json")
+    return json.loads(path.read_text()).get("mlflow_run_id") if path.exists() else None
 
 
 def read_metrics(layout: Layout, stage: str) -> dict:
