@@ -113,6 +113,32 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     fsync_dir(path.parent)
 
 
+@contextmanager
+def replaced_directory(path: str | Path) -> Iterator[Path]:
+    """Like `atomic_directory` for a folder that may exist already: fill the yielded folder.
+
+    On success it takes the old folder's place (which is then removed), so no file of the old
+    one survives beside the new ones; on error the old folder stays exactly as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = _reserve_temp(path, lambda name: os.mkdir(name, 0o777))
+    try:
+        yield new
+        fsync_dir(new)
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
+    if path.exists():
+        old = _reserve_temp(path, lambda name: os.mkdir(name, 0o777))
+        os.replace(path, old)  # onto the empty folder just reserved
+        os.replace(new, path)
+        shutil.rmtree(old)
+    else:
+        os.replace(new, path)
+    fsync_dir(path.parent)
+
+
 def atomic_write(path: str | Path, data: bytes | str) -> Path:
     """Write `data` (text is UTF-8) to `path` atomically; returns `path`."""
     payload = data.encode("utf-8") if isinstance(data, str) else data

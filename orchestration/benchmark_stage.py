@@ -11,13 +11,11 @@ roots configured the stage evaluates nothing and says so.
 
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
+from depth_core.atomic_io import replaced_directory
 from orchestration import layout as L
 from orchestration.config import expert_name, resolve_path
 from orchestration.files import write_json_atomic
@@ -68,28 +66,10 @@ def flat_metrics(results: dict) -> dict[str, float | int]:
     }
 
 
-def _replace_report(build: Callable[[Path], None], out_dir: Path) -> None:
-    """Write the report into a fresh folder next to `out_dir`, then swap it in: a failed run
-    leaves the previous report as it was, a finished one leaves no stale file behind."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    fresh = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    try:
-        build(fresh)
-        old = out_dir.with_name(f".{out_dir.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        if out_dir.exists():
-            out_dir.rename(old)
-        fresh.rename(out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(fresh, ignore_errors=True)
-        raise
-
-
 def _not_configured(ctx: StageContext, out_dir: Path) -> StageResult:
     print(f"benchmark_report: {NOT_CONFIGURED}", file=sys.stderr)
-    _replace_report(lambda d: (d / SUMMARY).write_text(NOT_CONFIGURED + "\n"), out_dir)
+    with replaced_directory(out_dir) as folder:
+        (folder / SUMMARY).write_text(NOT_CONFIGURED + "\n")
     metrics = {"n_models": 0, "n_benchmarks": 0, "n_results": 0}
     return _finish(ctx, STAGE, metrics, [out_dir], info={"status": NOT_CONFIGURED})
 
@@ -179,7 +159,8 @@ def stage_benchmark_report(ctx: StageContext) -> StageResult:
     loaders = {name: loader(path) for name, path in models.items()}
     results = run_suite(loaders, benchmarks, cfg.batch_size, cfg.max_images)
     names = [b.name for b in benchmarks]
-    _replace_report(lambda folder: _write_report(folder, results, models, names, skipped), out_dir)
+    with replaced_directory(out_dir) as folder:  # a failed run keeps the previous report
+        _write_report(folder, results, models, names, skipped)
     metrics = {
         "n_models": len(models),
         "n_benchmarks": len(benchmarks),

@@ -15,6 +15,7 @@ from depth_core.atomic_io import (
     atomic_write,
     json_safe,
     json_text,
+    replaced_directory,
     write_json,
 )
 
@@ -114,6 +115,20 @@ def test_atomic_directory_publishes_whole_or_not_at_all(tmp_path):
         (temp / "a.txt").write_text("a")
     assert (target / "a.txt").read_text() == "a"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_replaced_directory_swaps_whole_or_keeps_the_old_one(tmp_path):
+    target = tmp_path / "report"
+    with replaced_directory(target) as temp:  # nothing there yet
+        (temp / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError), replaced_directory(target) as temp:
+        (temp / "new.txt").write_text("new")
+        raise RuntimeError("report failed")
+    assert sorted(p.name for p in target.iterdir()) == ["old.txt"]
+    with replaced_directory(target) as temp:
+        (temp / "new.txt").write_text("new")
+    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
 
 
 def test_nan_and_infinities_become_null(tmp_path):
