@@ -1,16 +1,19 @@
-"""Training throughput of the teacher and student configurations, fp32 vs bf16 autocast.
+"""Training throughput of the teacher and student configurations: fp32 vs bf16 autocast, and
+contiguous (NCHW) vs channels_last memory format.
 
-Prints, per configuration and precision, images/s of the real training step
+Prints, per configuration, precision and memory format, images/s of the real training step
 (depth_core.training.trainer.train_step: perturbations for students, loss, backward, clip,
 AdamW) and the achieved FLOP/s as a fraction of this machine's matmul peak, the peak measured
 in the same run for the same dtype. FLOPs per step: 3x the forward FLOPs counted by
 torch.utils.flop_counter (its backward count is wrong for grouped convolutions, see
-StepRunner.flops). fp32 and bf16 steps alternate and the best step time of each counts, and
+StepRunner.flops). The four variants' steps alternate and the best step time of each counts, and
 the peak is the best of measurements before, between and after the configurations: on a shared
-machine other processes slow some steps, never speed them up. The faster precision per configuration is what `precision: auto`
-picks on this device (depth_core.training.precision).
+machine other processes slow some steps, never speed them up. The faster precision per
+configuration is what `precision: auto` picks on this device (depth_core.training.precision);
+the channels_last / contiguous ratio is the evidence for a profile's `channels_last`.
 
     python benchmarks/bench_train.py [--params params.yaml] [--steps 3] [--batch-size 16]
+        [--precisions fp32,bf16]   (bf16 on a CPU without native bf16 is emulated: very slow)
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ from depth_core.models import ModelConfig, build_model
 from depth_core.training.config import TrainConfig
 from depth_core.training.optim import build_optimizer
 from depth_core.training.trainer import train_step
+
+PRECISIONS = ("fp32", "bf16")
+CL = "channels_last"
+FORMATS = ("contiguous", CL)
 
 FALLBACK = {
     "teacher": {"backbone": "vit_small_patch16_224", "features": 64, "img_size": 96},
@@ -62,13 +69,15 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, seconds: float = 1.0) 
     return best
 
 
-def update_peaks(peaks: dict[str, float], device: torch.device) -> dict[str, float]:
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def update_peaks(
+    peaks: dict[str, float], device: torch.device, precisions: tuple[str, ...] = ("fp32", "bf16")
+) -> dict[str, float]:
     """Best peak so far: measured again between configurations, as load on a shared
     machine comes and goes (a peak measured under load would inflate every fraction)."""
-    return {
-        "fp32": max(peaks.get("fp32", 0.0), matmul_peak(torch.float32, device)),
-        "bf16": max(peaks.get("bf16", 0.0), matmul_peak(torch.bfloat16, device)),
-    }
+    return {p: max(peaks.get(p, 0.0), matmul_peak(DTYPES[p], device)) for p in precisions}
 
 
 def configurations(params_path: Path | None) -> dict[str, tuple[TrainConfig, bool]]:
@@ -116,8 +125,10 @@ class StepRunner:
         precision: str,
         size: tuple[int, int],
         device: torch.device,
+        channels_last: bool,
     ) -> None:
         torch.manual_seed(0)
+        config = config.model_copy(update={"channels_last": channels_last})
         self.device = device
         self.model = build_model(config.model).to(device)
         if config.channels_last:
@@ -164,26 +175,50 @@ def measure(
     steps: int,
     size: tuple[int, int],
     device: torch.device,
+    precisions: tuple[str, ...] = PRECISIONS,
 ) -> dict[str, dict[str, float]]:
-    """Best step time per precision, fp32 and bf16 steps interleaved so load changes hit both."""
+    """Best step time per variant ("<precision>/<format>"), the variants' steps interleaved so
+    load changes hit all of them."""
     runners = {
-        p: StepRunner(config, student, batch_size, p, size, device) for p in ("fp32", "bf16")
+        f"{p}/{fmt}": StepRunner(config, student, batch_size, p, size, device, fmt == CL)
+        for p in precisions
+        for fmt in FORMATS
     }
-    flops = runners["fp32"].flops()
+    flops = runners[f"{precisions[0]}/{FORMATS[0]}"].flops()
     for runner in runners.values():  # warm-up: allocator, oneDNN primitive caches
         runner.step()
-    best = {p: float("inf") for p in runners}
+    best = {v: float("inf") for v in runners}
     for _ in range(steps):
-        for precision, runner in runners.items():
-            best[precision] = min(best[precision], runner.step())
+        for variant, runner in runners.items():
+            best[variant] = min(best[variant], runner.step())
     return {
-        p: {
+        v: {
             "images_per_second": batch_size / t,
             "flops_per_step": flops,
             "flops_per_second": flops / t,
         }
-        for p, t in best.items()
+        for v, t in best.items()
     }
+
+
+def ratios(rows: dict[str, dict[str, float]]) -> dict[str, float | str]:
+    """bf16 / fp32 per format (when both ran), channels_last / contiguous per precision, and
+    the fastest variant."""
+    speed = {v: row["images_per_second"] for v, row in rows.items()}
+    precisions = sorted({v.split("/")[0] for v in rows}, key=PRECISIONS.index)
+    out: dict[str, float | str] = {}
+    if len(precisions) == 2:
+        out.update(
+            {f"bf16_speedup/{fmt}": speed[f"bf16/{fmt}"] / speed[f"fp32/{fmt}"] for fmt in FORMATS}
+        )
+    out.update(
+        {
+            f"channels_last_speedup/{p}": speed[f"{p}/{CL}"] / speed[f"{p}/{FORMATS[0]}"]
+            for p in precisions
+        }
+    )
+    out["fastest"] = max(speed, key=speed.get)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,12 +228,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--height", type=int, default=None, help="default: each model's img_size")
     parser.add_argument("--width", type=int, default=None)
-    parser.add_argument("--channels-last", action="store_true", help="train in channels_last")
     parser.add_argument("--only", default=None, help="comma-separated configuration names")
+    parser.add_argument(
+        "--precisions", default=",".join(PRECISIONS), help="comma-separated: fp32, bf16"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda:N")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
+    precisions = tuple(p for p in PRECISIONS if p in args.precisions.split(","))
+    if not precisions or set(args.precisions.split(",")) - set(PRECISIONS):
+        parser.error(f"--precisions: a comma-separated subset of {','.join(PRECISIONS)}")
 
     device = pick_device(args.device)
     if args.threads:
@@ -209,46 +249,49 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.getloadavg()[0]:.1f}",
         flush=True,
     )
-    peaks = update_peaks({}, device)
+    peaks = update_peaks({}, device, precisions)
     results: dict[str, dict] = {"configs": {}}
     configs = configurations(args.params)
     if args.only:
         configs = {k: v for k, v in configs.items() if k in args.only.split(",")}
-    header = f"{'config':<20} {'backbone':<24} {'size':>7} {'prec':>5} {'img/s':>8} {'GFLOP/step':>11} {'of peak':>8}"
+    header = (
+        f"{'config':<20} {'backbone':<24} {'size':>7} {'variant':>18} {'img/s':>8} "
+        f"{'GFLOP/step':>11} {'of peak':>8}"
+    )
     measured = {}
     for name, (config, student) in configs.items():
-        if args.channels_last:
-            config = config.model_copy(update={"channels_last": True})
         size = (args.height or config.model.img_size, args.width or config.model.img_size)
         measured[name] = (
             config,
             size,
-            measure(config, student, args.batch_size, args.steps, size, device),
+            measure(config, student, args.batch_size, args.steps, size, device, precisions),
         )
-        peaks = update_peaks(peaks, device)
+        print(f"measured {name} ({len(measured)}/{len(configs)})", flush=True)
+        peaks = update_peaks(peaks, device, precisions)
     results["peak_flops"] = peaks
     print(
-        f"matmul peak (best over the run): fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, "
-        f"bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s",
+        "matmul peak (best over the run): "
+        + ", ".join(f"{p} {peaks[p] / 1e9:.0f} GFLOP/s" for p in precisions),
         flush=True,
     )
     print(header, flush=True)
     for name, (config, size, rows) in measured.items():
-        for precision, row in rows.items():
-            row["fraction_of_peak"] = row["flops_per_second"] / peaks[precision]
+        for variant, row in rows.items():
+            row["fraction_of_peak"] = row["flops_per_second"] / peaks[variant.split("/")[0]]
             print(
-                f"{name:<20} {config.model.backbone:<24} {size[0]:>3}x{size[1]:<3} {precision:>5} "
+                f"{name:<20} {config.model.backbone:<24} {size[0]:>3}x{size[1]:<3} {variant:>18} "
                 f"{row['images_per_second']:>8.1f} {row['flops_per_step'] / 1e9:>11.1f} "
                 f"{row['fraction_of_peak']:>8.1%}",
                 flush=True,
             )
-        speedup = rows["bf16"]["images_per_second"] / rows["fp32"]["images_per_second"]
-        rows["bf16_speedup"] = speedup
-        rows["auto_picks"] = "bf16" if speedup > 1.0 else "fp32"
-        print(
-            f"{'':<20} bf16 / fp32 = {speedup:.2f}x -> auto picks {rows['auto_picks']}", flush=True
-        )
-        results["configs"][name] = rows
+        summary = ratios(rows)
+        parts = [
+            f"{key.replace('_speedup/', ' speed-up (')}) {value:.2f}x"
+            for key, value in summary.items()
+            if key != "fastest"
+        ]
+        print(f"{'':<20} " + "; ".join(parts) + f"; fastest {summary['fastest']}", flush=True)
+        results["configs"][name] = {**rows, **summary}
     if args.json:
         write_json(args.json, results)
     return 0
