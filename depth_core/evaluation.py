@@ -114,10 +114,12 @@ def evaluate_model(
     seed: int = 0,
     skipped: list | None = None,
     flip_tta: bool = False,
+    scales: Sequence[float] = (1.0,),
 ) -> dict[str, float]:
     """Metrics of `model` on a labeled dataset directory: abs_rel, delta1, pair_accuracy,
     inverted_fraction, n_images. Images are predicted through `depth_core.inference`, as
-    `depth-distill predict` predicts them. Pair sampling is seeded so repeated calls are
+    `depth-distill predict` predicts them (`flip_tta` and `scales` as the pseudo-label stage
+    labels them, so its labels can be scored on held-out ground truth). Pair sampling is seeded so repeated calls are
     comparable. Images with unusable ground truth are not scored nor counted (listed in
     `skipped`)."""
     dataset_dir = Path(dataset_dir)
@@ -126,7 +128,7 @@ def evaluate_model(
     for batch in _batches(dataset_dir, batch_size, max_images, skipped):
         images = _as_uint8_images(batch["image"])
         pred = predict_disparity(
-            model, images, len(images), device=device, flip_tta=flip_tta, amp=amp
+            model, images, len(images), device=device, flip_tta=flip_tta, amp=amp, scales=scales
         )
         per_batch.append(
             metrics.evaluate_disparity(

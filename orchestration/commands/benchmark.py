@@ -104,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
     def loader(checkpoint: Path):
         def load():
             model = load_for_inference(checkpoint, args.device, args.amp)
-            return lambda images: model.predict(images, args.batch_size, args.flip_tta)
+            return lambda images: model.predict(images, args.batch_size, args.flip_tta, args.scales)
 
         return load
 

@@ -119,7 +119,9 @@ def evaluate_folder(
         chunk = pairs[start : start + CHUNK]
         images, depths, masks = _read_usable_pairs(chunk, data, config, skipped)
         for name, model in models.items():
-            predictions = model.predict(images, batch_size=args.batch_size, flip_tta=args.flip_tta)
+            predictions = model.predict(
+                images, batch_size=args.batch_size, flip_tta=args.flip_tta, scales=args.scales
+            )
             for pred, depth, mask in zip(predictions, depths, masks):
                 scores[name].add(pred, depth, mask)
         for depth, mask in zip(depths, masks):
@@ -141,6 +143,7 @@ def evaluate_dataset(models: dict[str, InferenceModel], data: Path, args) -> dic
             device=model.device,
             amp=model.amp,
             flip_tta=args.flip_tta,
+            scales=args.scales,
         )
         for name, model in models.items()
     }

@@ -43,13 +43,14 @@ def make_predictor(
     batch_size: int,
     flip_tta: bool = False,
     amp: str = DEFAULT_AMP,
+    scales: tuple[float, ...] = (1.0,),
 ):
     """Load the checkpoint as `predict` does; return images (list of uint8 (H, W, 3)) ->
     disparities, so a pair scores the same here as on `predict`'s .npy outputs."""
     model = load_for_inference(checkpoint, device, amp)
 
     def predict(images):
-        return model.predict(images, batch_size=batch_size, flip_tta=flip_tta)
+        return model.predict(images, batch_size=batch_size, flip_tta=flip_tta, scales=scales)
 
     return predict
 
@@ -90,7 +91,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     try:
         predict = make_predictor(
-            args.checkpoint, args.device, args.batch_size, args.flip_tta, args.amp
+            args.checkpoint, args.device, args.batch_size, args.flip_tta, args.amp, args.scales
         )
     except (OSError, ValueError, RuntimeError) as exc:  # CheckpointError is a ValueError
         print(f"error: {exc}", file=sys.stderr)

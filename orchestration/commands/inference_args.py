@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from depth_core.inference import AMP_CHOICES, DEFAULT_AMP
+from depth_core.inference import AMP_CHOICES, DEFAULT_AMP, check_scales
 
 
 def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,3 +21,20 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--flip-tta", action="store_true", help="average with the mirrored prediction"
     )
+    parser.add_argument(
+        "--scales",
+        type=_scale,
+        nargs="+",
+        default=[1.0],
+        metavar="FACTOR",
+        help="multi-scale test-time augmentation: average the predictions at these input "
+        "resize factors, as `pseudo_labels.scales` does (default: 1.0)",
+    )
+
+
+def _scale(text: str) -> float:
+    """One --scales factor, checked as the pseudo-label stage checks its own."""
+    try:
+        return check_scales([float(text)])[0]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None

@@ -105,7 +105,9 @@ def run(args: argparse.Namespace) -> int:
             yield image
 
     written = 0
-    for disparity in model.iterate(images(), batch_size=args.batch_size, flip_tta=args.flip_tta):
+    for disparity in model.iterate(
+        images(), batch_size=args.batch_size, flip_tta=args.flip_tta, scales=args.scales
+    ):
         path = readable.popleft()
         stem = output_stem(path, source, output)
         stem.parent.mkdir(parents=True, exist_ok=True)

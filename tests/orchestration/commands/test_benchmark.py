@@ -40,8 +40,8 @@ def exact_model(monkeypatch, tmp_path):
     def load_for_inference(path, device="auto", amp="fp32"):
         loaded.append((str(path), device, amp))
         return types.SimpleNamespace(
-            predict=lambda images, batch_size=8, flip_tta=False: benchmark_fixtures.exact_predict(
-                images
+            predict=lambda images, batch_size=8, flip_tta=False, scales=(1.0,): (
+                benchmark_fixtures.exact_predict(images)
             )
         )
 

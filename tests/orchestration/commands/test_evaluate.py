@@ -214,3 +214,44 @@ def test_unusable_ground_truth_in_a_dataset_is_not_counted(checkpoints, tmp_path
     report = json.loads(out.read_text())
     assert report["results"]["teacher"]["n_images"] == 2
     assert [e["file"] for e in report["skipped"]] == ["image 1"]
+
+
+def test_scales_average_as_the_pseudo_label_stage_labels(checkpoints, tmp_path):
+    """--flip-tta --scales score a checkpoint's predictions as the pseudo-label stage makes them."""
+    from depth_core.evaluation import evaluate_model
+    from depth_core.inference import load_for_inference
+
+    data = tmp_path / "set"
+    _write_dataset(data, np.stack([_ground_plane(32, 32)] * 3))
+
+    def scored(*extra):
+        out = tmp_path / f"e{len(extra)}.json"
+        argv = ["evaluate", "--checkpoint", str(checkpoints[0]), "--data", str(data)]
+        assert _main([*argv, "--json", str(out), "--device", "cpu", "--quiet", *extra]) == 0
+        return json.loads(out.read_text())["results"]["teacher"]
+
+    plain = scored()
+    augmented = scored("--flip-tta", "--scales", "0.5", "1.0")
+    model = load_for_inference(checkpoints[0], "cpu", "fp32")
+    expected = evaluate_model(
+        model.model, data, device="cpu", amp="fp32", flip_tta=True, scales=(0.5, 1.0)
+    )
+    assert augmented == pytest.approx(expected)
+    assert augmented["abs_rel"] != pytest.approx(plain["abs_rel"])
+
+
+@pytest.mark.parametrize("factor", ["0", "5", "x"])
+def test_a_bad_scale_is_refused_naming_the_flag(checkpoints, tmp_path, factor, capsys):
+    with pytest.raises(SystemExit):
+        _main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(checkpoints[0]),
+                "--data",
+                str(tmp_path),
+                "--scales",
+                factor,
+            ]
+        )
+    assert "--scales" in capsys.readouterr().err

@@ -43,8 +43,9 @@ def fake_models(monkeypatch):
     row index (lower in the image = nearer), so the expected accuracy is known."""
     calls = {}
 
-    def predict(images, batch_size=8, flip_tta=False):
+    def predict(images, batch_size=8, flip_tta=False, scales=(1.0,)):
         calls.setdefault("batches", []).append(len(images))
+        calls["tta"] = (flip_tta, tuple(scales))
         return [
             np.repeat(np.arange(im.shape[0], dtype=np.float32)[:, None], im.shape[1], 1)
             for im in images
@@ -77,10 +78,15 @@ def test_evaluate_pairs_prints_table_and_writes_json(benchmark_dir, fake_models,
             str(out_json),
             "--batch-size",
             "1",
+            "--flip-tta",
+            "--scales",
+            "0.75",
+            "1.0",
         ]
     )
     assert args.func(args) == 0
     assert fake_models["checkpoint"][1:] == ("auto", "fp32") and fake_models["batches"] == [1, 1]
+    assert fake_models["tta"] == (True, (0.75, 1.0))
     printed = capsys.readouterr().out
     assert "indoor" in printed and "outdoor" in printed and "missing (skipped): 1" in printed
     result = json.loads(out_json.read_text())
