@@ -73,7 +73,7 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def update_peaks(
-    peaks: dict[str, float], device: torch.device, precisions: tuple[str, ...] = ("fp32", "bf16")
+    peaks: dict[str, float], device: torch.device, precisions: tuple[str, ...] = PRECISIONS
 ) -> dict[str, float]:
     """Best peak so far: measured again between configurations, as load on a shared
     machine comes and goes (a peak measured under load would inflate every fraction)."""
