@@ -120,8 +120,8 @@ def evaluate_model(
     inverted_fraction, n_images. Images are predicted through `depth_core.inference`, as
     `depth-distill predict` predicts them (`flip_tta` and `scales` as the pseudo-label stage
     labels them, so its labels can be scored on held-out ground truth). Pair sampling is
-    seeded so repeated calls are comparable. Images with unusable ground truth are not scored nor counted (listed in
-    `skipped`)."""
+    seeded so repeated calls are comparable. Images with unusable ground truth are not scored
+    nor counted (listed in `skipped`)."""
     dataset_dir = Path(dataset_dir)
     generator = _pair_generator(seed)
     per_batch, n_images = [], 0
