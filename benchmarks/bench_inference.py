@@ -31,6 +31,7 @@ import torch
 from depth_core.atomic_io import write_json
 from depth_core.device import autocast, supports_bf16
 from depth_core.models import build_model, load_checkpoint
+from depth_core.models.checkpoint import CHECKPOINT_FILE
 
 TORCH_MODES = ("eager", "bf16", "channels_last", "bf16_channels_last", "compile")
 MODES = (*TORCH_MODES, "onnx")
@@ -62,7 +63,7 @@ def students(args: argparse.Namespace) -> dict[str, torch.nn.Module]:
     root = args.params.resolve().parent
     models = {}
     for name, cfg in params.students.items():
-        path = root / "models" / "students" / name / "model.safetensors"
+        path = root / "models" / "students" / name / CHECKPOINT_FILE
         if path.exists():
             models[name] = load_checkpoint(path)[0]
         else:

@@ -10,7 +10,7 @@ exposes the sign blindness of least-squares alignment.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -234,17 +234,3 @@ class MetricAccumulator:
 
     def result(self) -> dict[str, float]:
         return _finish(self.per_image, len(self.per_image), "evaluation")
-
-
-def evaluate_predictions(
-    predictions: Iterable[np.ndarray],
-    depths: Sequence[np.ndarray],
-    masks: Sequence[np.ndarray],
-    max_depth: float | None = None,
-    seed: int = 0,
-) -> dict[str, float]:
-    """Metrics of per-image disparity arrays of any sizes against GT depth of the same size."""
-    accumulator = MetricAccumulator(max_depth, seed)
-    for pred, depth, mask in zip(predictions, depths, masks):
-        accumulator.add(pred, depth, mask)
-    return accumulator.result()

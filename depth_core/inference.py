@@ -32,8 +32,9 @@ import torch
 import torch.nn.functional as F
 
 from depth_core.device import autocast, pick_device
-from depth_core.models import load_depth_model, model_kind
+from depth_core.model_loading import load_depth_model, model_kind
 from depth_core.models.depth_model import DepthModel
+from depth_core.models.input_size import inference_size
 from depth_core.training.precision import resolve_precision
 
 # The precision every command and stage predicts in unless told otherwise (`--amp`).
@@ -112,9 +113,9 @@ class InferenceModel:
 def load_for_inference(
     source: str | Path, device: str | torch.device = "auto", amp: str = DEFAULT_AMP
 ) -> InferenceModel:
-    """Load a checkpoint, Hugging Face folder or ONNX export (`depth_core.models`) on `device`
-    in the precision `amp` resolves to there. An ONNX export runs through onnxruntime on the
-    CPU in fp32, whatever was asked."""
+    """Load a checkpoint, Hugging Face folder or ONNX export (`depth_core.model_loading`) on
+    `device` in the precision `amp` resolves to there. An ONNX export runs through onnxruntime
+    on the CPU in fp32, whatever was asked."""
     onnx = model_kind(source) == "onnx"
     device = pick_device("cpu" if onnx else device)
     amp = "fp32" if onnx else resolve_amp(amp, device)
@@ -135,15 +136,6 @@ def predict_each(
         name: load_for_inference(source, device, amp).predict(images, batch_size)
         for name, source in sources.items()
     }
-
-
-def inference_size(
-    height: int, width: int, img_size: int, multiple: tuple[int, int]
-) -> tuple[int, int]:
-    """(h, w) with the longer side ~ ``img_size``, aspect kept, each a multiple of ``multiple``."""
-    scale = img_size / max(height, width)
-    mh, mw = multiple
-    return (max(mh, round(height * scale / mh) * mh), max(mw, round(width * scale / mw) * mw))
 
 
 def _check_image(index: int, image: np.ndarray) -> np.ndarray:

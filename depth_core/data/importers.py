@@ -1,9 +1,10 @@
 """Import users' own folders (RGB-D pairs, or unlabeled images) as sharded datasets.
 
-Imports are all-or-nothing: everything is written into `<dst>.partial` and renamed to
-`dst` only once the manifest and summary exist, so a crash never leaves something that looks
-like a dataset. Individual bad files never stop an import; they are skipped and listed with
-the reason (and a short code to count them by) in summary.json and in the returned stats.
+Imports are all-or-nothing: everything is written into a hidden folder beside `dst`
+(`depth_core.atomic_io.replaced_directory`) that takes `dst`'s place only once the manifest and
+summary exist, so a crash never leaves something that looks like a dataset. Individual bad
+files never stop an import; they are skipped and listed with the reason (and a short code to
+count them by) in summary.json and in the returned stats.
 Hidden files and folders (names starting with ".") and files that are neither images nor
 depth maps are ignored. RGB-D sources come as any folder paired by file name (`format:
 folder`) or as a public training set in its own published layout (depth_core.data.layouts);
@@ -13,11 +14,9 @@ the format only chooses how pairs are found and read, everything after is shared
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,6 +25,7 @@ import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from tqdm.auto import tqdm
 
+from depth_core.atomic_io import replaced_directory
 from depth_core.data.image_io import (
     IMAGE_EXTENSIONS,
     DepthResize,
@@ -35,8 +35,16 @@ from depth_core.data.image_io import (
     read_depth,
     read_image,
 )
+from depth_core.data.layouts import format_names, get_layout
 from depth_core.data.manifest import SUMMARY_NAME, finalize_dataset
 from depth_core.data.shards import shard_path, write_shard
+from depth_core.data.source_files import (
+    FOLDER_FORMAT,
+    DatasetImportError,
+    SkippedFile,
+    skip_entry,
+    visible_files,
+)
 
 DEFAULT_DEPTH_SUFFIXES = (
     ".depth.npz",
@@ -53,8 +61,6 @@ DEFAULT_DEPTH_SUFFIXES = (
     ".npy",
 )
 
-
-FOLDER_FORMAT = "folder"
 # The generic folder's own conventions; a public set's layout fixes these itself.
 FOLDER_ONLY_FIELDS = (
     "depth_scale",
@@ -66,14 +72,8 @@ FOLDER_ONLY_FIELDS = (
 )
 
 
-class DatasetImportError(ValueError):
-    """An import that cannot produce a dataset at all (bad paths, nothing usable)."""
-
-
 def check_rgbd_format(name: str) -> str:
     """`name` if it names an RGB-D source format (`folder` or a layout's), else ValueError."""
-    from depth_core.data.layouts import format_names
-
     if name not in format_names():
         raise ValueError(f"unknown format {name!r}; expected one of {', '.join(format_names())}")
     return name
@@ -198,23 +198,6 @@ class ImportStats:
         return asdict(self)
 
 
-class SkippedFile(Exception):
-    """A source file that cannot become a sample: `code` to count by, `reason` for a person."""
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-
-    def entry(self, file: str) -> dict[str, str]:
-        """The skip list's record of `file` (as in summary.json)."""
-        return _skip_entry(file, self.code, self.reason)
-
-
-def _skip_entry(file: str, code: str, reason: str) -> dict[str, str]:
-    return {"file": file, "code": code, "reason": reason}
-
-
 class _ShardWriter:
     """Accumulate samples and write a shard every `shard_size` of them."""
 
@@ -244,15 +227,6 @@ class _ShardWriter:
 # ---------------------------------------------------------------------------- scanning
 
 
-def visible_files(root: Path) -> Iterator[Path]:
-    """Files under `root`, recursively, sorted, skipping hidden files and folders."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith("."):
-                yield Path(dirpath) / name
-
-
 def _match_suffix(relative: str, suffixes: list[str]) -> tuple[int, str] | None:
     lowered = relative.lower()
     for priority, suffix in enumerate(suffixes):
@@ -267,8 +241,6 @@ def scan_rgbd_pairs(
     """Pair images with depth maps (by name, or by `config.format`'s layout); unpaired or
     ambiguous files become skip entries."""
     if config.format != FOLDER_FORMAT:
-        from depth_core.data.layouts import get_layout
-
         return get_layout(config.format).find_pairs(src)
     image_root = src / config.image_dir
     depth_root = src / config.depth_dir
@@ -300,22 +272,20 @@ def scan_rgbd_pairs(
             names = ", ".join(rel(p) for p in images)
             for image in images:
                 skipped.append(
-                    _skip_entry(
+                    skip_entry(
                         rel(image), "ambiguous", f"several images share the name {key!r}: {names}"
                     )
                 )
         elif images and not depths:
             looked = ", ".join(key + s for s in config.depth_suffixes[:4])
             skipped.append(
-                _skip_entry(
+                skip_entry(
                     rel(images[0]), "no_depth", f"no depth map found (looked for {looked}, ...)"
                 )
             )
         elif depths and not images:
             for _, depth in depths:
-                skipped.append(
-                    _skip_entry(rel(depth), "no_image", "depth map without an RGB image")
-                )
+                skipped.append(skip_entry(rel(depth), "no_image", "depth map without an RGB image"))
         else:
             pairs.append((images[0], depths[0][1]))
     return pairs, skipped
@@ -353,8 +323,6 @@ def read_rgbd_pair(
         except ImageReadError as exc:
             raise SkippedFile("unreadable", str(exc)) from exc
     else:
-        from depth_core.data.layouts import get_layout
-
         image, depth, mask = get_layout(config.format).read_pair(image_path, depth_path)
         depth, mask = _within_range(depth, mask, config.min_depth, config.max_depth)
     if image.shape[:2] != depth.shape:
@@ -414,22 +382,8 @@ def _check_destination(src: Path, dst: Path) -> None:
             )
 
 
-def _partial_dir(dst: Path) -> Path:
-    return dst.with_name(dst.name + ".partial")
-
-
-def _publish(partial: Path, dst: Path) -> None:
-    """Move the finished dataset into place, replacing an older one only now."""
-    if dst.exists():
-        retired = dst.with_name(f"{dst.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(dst, retired)
-        os.replace(partial, dst)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        os.replace(partial, dst)
-
-
-def _build_partial(
+def _build_dataset(
+    folder: Path,
     src: Path,
     dst: Path,
     items: list[Any],
@@ -441,11 +395,8 @@ def _build_partial(
     progress: bool,
     what: str,
 ) -> ImportStats:
-    """Write one complete dataset into `<dst>.partial` (shards, manifest, summary)."""
-    partial = _partial_dir(dst)
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    writer = _ShardWriter(partial, shard_size, compress)
+    """Write `dst`'s complete dataset (shards, manifest, summary) into the empty `folder`."""
+    writer = _ShardWriter(folder, shard_size, compress)
     for item in tqdm(items, desc=f"import {dst.name}", unit="file", disable=not progress):
         name = (item[0] if isinstance(item, tuple) else item).relative_to(src).as_posix()
         try:
@@ -456,7 +407,7 @@ def _build_partial(
         except MemoryError:
             raise
         except Exception as exc:  # noqa: BLE001 - an odd file must not end the import
-            skipped.append(_skip_entry(name, "error", f"{type(exc).__name__}: {exc}"))
+            skipped.append(skip_entry(name, "error", f"{type(exc).__name__}: {exc}"))
             continue
         writer.add(sample)  # write errors (disk full...) do end the import, leaving nothing
     writer.flush()
@@ -469,7 +420,7 @@ def _build_partial(
         )
     codes = dict(sorted(Counter(s["code"] for s in skipped).items()))
     finalize_dataset(
-        partial,
+        folder,
         parameters=parameters,
         skipped=skipped,
         extra={"source_dir": str(src), "skipped_by_code": codes},
@@ -485,17 +436,10 @@ def _build_partial(
 
 
 def _import_all(jobs: list[dict[str, Any]]) -> list[ImportStats]:
-    """Build every destination's partial dataset, then publish them all; on error, none."""
-    partials = [_partial_dir(job["dst"]) for job in jobs]
-    try:
-        results = [_build_partial(**job) for job in jobs]
-        for job in jobs:
-            _publish(_partial_dir(job["dst"]), job["dst"])
-    except BaseException:
-        for partial in partials:
-            shutil.rmtree(partial, ignore_errors=True)
-        raise
-    return results
+    """Build every destination's dataset, then swap them all into place; on error, none."""
+    with ExitStack() as swaps:
+        folders = [swaps.enter_context(replaced_directory(job["dst"])) for job in jobs]
+        return [_build_dataset(folder, **job) for folder, job in zip(folders, jobs)]
 
 
 def _resolve(src: Any, config: Any, model: type[BaseModel]) -> tuple[Path, Any]:

@@ -35,6 +35,7 @@ from depth_core.export.config import ExportConfig
 from depth_core.export.metadata import INPUT_NAME, OUTPUT_NAME, export_metadata
 from depth_core.export.runtime import OnnxDepthModel, make_session
 from depth_core.file_digest import file_digest
+from depth_core.models.checkpoint import load_checkpoint
 from depth_core.models.depth_model import DepthModel
 
 
@@ -246,8 +247,6 @@ def export_checkpoint(
     dynamic: bool = True,
 ) -> ExportReport:
     """Export a depth-distill .safetensors checkpoint (see :func:`export_model`)."""
-    from depth_core.models.checkpoint import load_checkpoint
-
     model, _ = load_checkpoint(checkpoint)
     source = {
         "checkpoint": Path(checkpoint).name,

@@ -271,11 +271,6 @@ def probe_backbone(name: str, kwargs: dict[str, Any] | None = None) -> nn.Module
         return _timm().create_model(name, pretrained=False, **kwargs)
 
 
-def family_of(name: str, kwargs: dict[str, Any] | None = None) -> str:
-    """Name of the family that handles the timm model ``name``."""
-    return _match(name, probe_backbone(name, kwargs)).name
-
-
 def _match(name: str, probe: nn.Module) -> BackboneFamily:
     for family in _FAMILIES:
         if family.matches(probe):

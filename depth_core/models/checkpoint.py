@@ -23,6 +23,8 @@ from depth_core.models.config import LEGACY_OUTPUT_ACTIVATION, ModelConfig
 from depth_core.models.depth_model import DepthModel, build_model
 from depth_core.models.weights import IMAGENET_MEAN, IMAGENET_STD
 
+# What a model's checkpoint is called in its folder (a trained teacher's or student's).
+CHECKPOINT_FILE = "model.safetensors"
 FORMAT_KEY = "depth_distill.format"
 FORMAT_VERSION = "1"
 CONFIG_KEY = "depth_distill.model_config"

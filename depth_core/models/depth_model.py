@@ -82,8 +82,3 @@ def with_resolved_normalization(config: ModelConfig) -> ModelConfig:
     return config.model_copy(
         update={"input_mean": config.input_mean or mean, "input_std": config.input_std or std}
     )
-
-
-def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameter values (all, or only those with ``requires_grad``)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from depth_core.models.checkpoint import CheckpointError
+from depth_core.models.input_size import inference_size
 
 SUPPORTED_MODEL_TYPES = ("depth_anything", "dpt")
 CONFIG_FILE = "config.json"
@@ -216,8 +217,6 @@ class TransformersDepthModel(nn.Module):
         return self.config.multiple
 
     def working_size(self, height: int, width: int) -> tuple[int, int]:
-        from depth_core.inference import inference_size  # lazy: inference imports models
-
         return inference_size(height, width, self.config.img_size, self.config.multiple)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:

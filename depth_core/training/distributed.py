@@ -100,15 +100,6 @@ def min_across_ranks(values: list[int], ctx: DistContext, device: torch.device) 
     return [int(v) for v in tensor.tolist()]
 
 
-def broadcast_object(obj, ctx: DistContext):
-    """Rank 0's value on every rank (e.g. the resume decision, so all ranks agree)."""
-    if not ctx.enabled:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def parameter_checksum(model: nn.Module) -> torch.Tensor:
     """Sum and sum of squares of all parameters in float64: equal on in-sync replicas."""
     total = torch.zeros(2, dtype=torch.float64)

@@ -43,14 +43,15 @@ from depth_core.data.dataset import (
     PseudoLabelDataset,
     ShardDataset,
     derive_seed,
-    load_arrays,
 )
 from depth_core.data.manifest import read_summary
 from depth_core.device import autocast, pick_device
 from depth_core.evaluation import evaluate_sets
 from depth_core.losses import depth_loss, masked_median, normalize_median
 from depth_core.models import build_model, save_checkpoint
-from depth_core.plots import plot_depth_samples, plot_epoch_metrics, plot_loss_curve
+from depth_core.models.checkpoint import CHECKPOINT_FILE
+from depth_core.plots import plot_epoch_metrics, plot_loss_curve
+from depth_core.samples_picture import samples_picture
 from depth_core.training import distributed as dist_utils
 from depth_core.training.checkpointing import load_train_state, restore_rng, save_train_state
 from depth_core.training.config import PerturbConfig, TrainConfig, TrainLossConfig
@@ -61,7 +62,6 @@ from depth_core.training.precision import resolve_precision
 
 logger = logging.getLogger(__name__)
 
-MODEL_FILE = "model.safetensors"
 CHECKPOINT_DIR = "checkpoints"
 HISTORY_FILE = "history.json"
 MAX_BAD_STEPS = 10
@@ -193,8 +193,6 @@ class TrainData:
         workers = max(1, self.num_workers)
         if isinstance(self.dataset, MixedDataset):
             self.dataset.set_epoch(epoch)
-            counts = self.dataset.primary.worker_counts(epoch, workers)
-            return [self.dataset._worker_length(n) for n in counts]
         return self.dataset.worker_counts(epoch, workers)
 
     def batches_in_epoch(self, epoch: int) -> int:
@@ -677,7 +675,7 @@ class Loop:
         self.wall.stop()
         self._copy_clocks_to_state()
         metrics = _final_metrics(state)
-        final_path = run.out_dir / MODEL_FILE
+        final_path = run.out_dir / CHECKPOINT_FILE
         if run.ctx.is_main:
             _write_history(run.out_dir, state, run.config, plots=True)
             _write_samples(run, model)
@@ -776,23 +774,10 @@ def _write_history(
         plot_epoch_metrics(state.history, out_dir / "val_metrics.png")
 
 
-@torch.inference_mode()
 def _write_samples(run: Run, model: nn.Module) -> None:
     """image | prediction | ground truth for the first images of the first validation set."""
     n_samples = run.config.n_samples
     if n_samples == 0 or not run.val_sets:
         return
-    arrays = load_arrays(
-        next(iter(run.val_sets.values())), limit=n_samples, keys=["image", "depth", "mask"]
-    )
-    image = torch.from_numpy(arrays["image"]).permute(0, 3, 1, 2).float().div(255.0)
-    model.eval()
-    pred = model(image.to(run.device)).float().cpu().numpy()
-    depth, mask = arrays["depth"], arrays["mask"].astype(bool) & (arrays["depth"] > 0)
-    gt = [
-        torch.where(torch.from_numpy(m), 1.0 / torch.from_numpy(d).clamp(min=1e-6), 0.0).numpy()
-        for d, m in zip(depth, mask)
-    ]
-    plot_depth_samples(
-        list(arrays["image"]), list(pred), gt, run.out_dir / "samples.png", masks=list(mask)
-    )
+    first = next(iter(run.val_sets.values()))
+    samples_picture(model, first, n_samples, run.out_dir / "samples.png", run.device)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from depth_core.data.importers import SkippedFile
+from depth_core.data.source_files import SkippedFile
 
 
 class BenchmarkRootError(ValueError):

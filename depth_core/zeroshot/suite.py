@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from depth_core.data.importers import SkippedFile
+from depth_core.data.source_files import SkippedFile
 from depth_core.zeroshot.protocol import PROTOCOLS
 from depth_core.zeroshot.readers import READERS
 from depth_core.zeroshot.samples import BenchmarkRootError, BenchmarkSample

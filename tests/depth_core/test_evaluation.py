@@ -1,4 +1,4 @@
-"""evaluate_model / evaluate_row_prior / evaluate_predictions on small hand-made RGB-D sets."""
+"""evaluate_model / evaluate_row_prior / MetricAccumulator on small hand-made RGB-D sets."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from torch import nn
 
 from depth_core.data.manifest import finalize_dataset
 from depth_core.data.shards import shard_path, write_shard
-from depth_core.evaluation import evaluate_model, evaluate_predictions, evaluate_row_prior
+from depth_core.evaluation import MetricAccumulator, evaluate_model, evaluate_row_prior
 
 KEYS = {"abs_rel", "delta1", "pair_accuracy", "inverted_fraction", "n_images"}
 
@@ -93,7 +93,14 @@ def test_row_prior_baseline(tmp_path):
     assert upside_down["inverted_fraction"] == 1.0 and upside_down["pair_accuracy"] < 0.1
 
 
-def test_evaluate_predictions_any_size():
+def _score(predictions, depths, masks):
+    accumulator = MetricAccumulator()
+    for pred, depth, mask in zip(predictions, depths, masks):
+        accumulator.add(pred, depth, mask)
+    return accumulator.result()
+
+
+def test_accumulated_predictions_of_any_size():
     rng = np.random.default_rng(0)
     depths = [
         rng.uniform(1, 5, (10, 14)).astype(np.float32),
@@ -101,12 +108,12 @@ def test_evaluate_predictions_any_size():
     ]
     masks = [np.ones_like(d, dtype=bool) for d in depths]
     preds = [3.0 / d + 1.0 for d in depths]  # exact up to scale and shift
-    result = evaluate_predictions(preds, depths, masks)
+    result = _score(preds, depths, masks)
     assert result["n_images"] == 2 and result["abs_rel"] < 1e-4 and result["pair_accuracy"] == 1.0
     with pytest.raises(ValueError, match="differ in size"):
-        evaluate_predictions([preds[0]], [depths[1]], [masks[1]])
+        _score([preds[0]], [depths[1]], [masks[1]])
     with pytest.raises(ValueError, match="no images"):
-        evaluate_predictions([], [], [])
+        _score([], [], [])
 
 
 def test_missing_dataset(tmp_path):
@@ -119,11 +126,11 @@ def test_unusable_ground_truth_is_not_scored_perfect():
     depth = rng.uniform(1.0, 5.0, (3, 16, 16)).astype(np.float32)
     mask = np.ones_like(depth, dtype=bool)
     pred = [rng.uniform(0.1, 1.0, (16, 16)).astype(np.float32) for _ in range(3)]
-    honest = evaluate_predictions(pred, depth, mask)
+    honest = _score(pred, depth, mask)
     one_pixel = np.zeros((16, 16), bool)
     one_pixel[3, 3] = True
     flat = np.full((16, 16), 2.0, np.float32)
-    result = evaluate_predictions(
+    result = _score(
         [*pred, pred[0], pred[1]], [*depth, depth[0], flat], [*mask, one_pixel, mask[0]]
     )
     assert result == honest  # the two unusable images change nothing

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from depth_core.inference import inference_size, iterate_predictions, predict_disparity
+from depth_core.inference import iterate_predictions, predict_disparity
 from depth_core.models.depth_model import build_model
+from depth_core.models.input_size import inference_size
 from tests.helpers import TINY_VIT
 
 

@@ -15,7 +15,7 @@ from tests.helpers import REPO, TINY_VIT
 _MEASURE = """
 import json, resource, sys
 from orchestration.cli import main
-from depth_core.models import load_depth_model
+from depth_core.model_loading import load_depth_model
 load_depth_model(sys.argv[1])  # imports and the model, so only predicting is measured
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 sys.argv = ["depth-distill", "predict", "--checkpoint", sys.argv[1], "--input", sys.argv[2],

@@ -6,9 +6,9 @@ format; each layout here fixes its own file names, depth units and invalid value
 
 from __future__ import annotations
 
-from depth_core.data.importers import FOLDER_FORMAT
 from depth_core.data.layouts import blendedmvs, hypersim, tartanair, vkitti2
 from depth_core.data.layouts.base import RGBDLayout
+from depth_core.data.source_files import FOLDER_FORMAT
 
 LAYOUTS: dict[str, RGBDLayout] = {
     layout.name: layout

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from depth_core.data.image_io import ImageReadError, read_image
-from depth_core.data.importers import DatasetImportError, SkippedFile, visible_files
+from depth_core.data.source_files import DatasetImportError, SkippedFile, visible_files
 
 Pair = tuple[Path, Path]
 SkipEntry = dict[str, str]

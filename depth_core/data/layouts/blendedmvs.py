@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from depth_core.data.importers import SkippedFile
 from depth_core.data.layouts.base import RGBDLayout, masked_depth, read_rgb
 from depth_core.data.pfm import PFMError, read_pfm
+from depth_core.data.source_files import SkippedFile
 
 
 def read_pair(image_path: Path, depth_path: Path):

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from depth_core.data.importers import SkippedFile
 from depth_core.data.layouts.base import RGBDLayout, masked_depth, read_rgb
+from depth_core.data.source_files import SkippedFile
 
 FIELD_OF_VIEW_DEG = 60.0
 CAMERA_CSV = "metadata_camera_parameters.csv"

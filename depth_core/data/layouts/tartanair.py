@@ -10,8 +10,8 @@ import re
 from pathlib import Path
 
 from depth_core.data.image_io import ImageReadError, read_depth
-from depth_core.data.importers import SkippedFile
 from depth_core.data.layouts.base import RGBDLayout, read_rgb
+from depth_core.data.source_files import SkippedFile
 
 _TRAJECTORY = r"(?:(.*)/)?(Easy|Hard)/(P\d+)/"
 

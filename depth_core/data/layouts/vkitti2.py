@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from depth_core.data.importers import SkippedFile
 from depth_core.data.layouts.base import RGBDLayout, masked_depth, read_rgb
+from depth_core.data.source_files import SkippedFile
 
 CENTIMETRES_PER_METRE = 100.0
 SKY = 65535

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from depth_core.export import OnnxModelError, load_onnx_model
-from depth_core.models import CheckpointError, load_depth_model
+from depth_core.model_loading import load_depth_model
+from depth_core.models import CheckpointError
 
 
 def test_a_foreign_onnx_model_is_refused(tmp_path):

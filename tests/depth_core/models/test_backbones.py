@@ -8,7 +8,6 @@ from depth_core.models.backbones import (
     ViTBackbone,
     build_backbone,
     default_layer_indices,
-    family_of,
 )
 from depth_core.models.config import ModelConfig
 
@@ -26,15 +25,15 @@ def test_default_layer_indices_are_evenly_spaced_and_end_last():
 @pytest.mark.parametrize(
     "name, family",
     [
-        ("vit_tiny_patch16_224", "vit"),
-        ("deit_tiny_distilled_patch16_224", "vit"),
-        ("convnext_atto", "hierarchical"),
-        ("resnet18", "hierarchical"),
-        ("efficientnet_b0", "hierarchical"),
+        ("vit_tiny_patch16_224", ViTBackbone),
+        ("deit_tiny_distilled_patch16_224", ViTBackbone),
+        ("convnext_atto", HierarchicalBackbone),
+        ("resnet18", HierarchicalBackbone),
+        ("efficientnet_b0", HierarchicalBackbone),
     ],
 )
 def test_family_is_read_from_the_model_structure(name, family):
-    assert family_of(name) == family
+    assert type(build_backbone(ModelConfig(backbone=name))) is family
 
 
 def test_unknown_backbone_is_named():

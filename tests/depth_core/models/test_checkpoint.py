@@ -7,6 +7,7 @@ from safetensors.torch import save_file
 
 from depth_core.models import checkpoint as checkpoint_module
 from depth_core.models.checkpoint import (
+    CHECKPOINT_FILE,
     CONFIG_KEY,
     CheckpointError,
     load_checkpoint,
@@ -29,10 +30,10 @@ def model(tiny_vit):
 
 def test_round_trip_rebuilds_an_identical_model(tmp_path, model):
     path = save_checkpoint(
-        tmp_path / "sub" / "model.safetensors", model, {"step": 7, "role": "teacher"}
+        tmp_path / "sub" / CHECKPOINT_FILE, model, {"step": 7, "role": "teacher"}
     )
     assert path.is_file()
-    assert [p.name for p in path.parent.iterdir()] == ["model.safetensors"]  # no temp file left
+    assert [p.name for p in path.parent.iterdir()] == [CHECKPOINT_FILE]  # no temp file left
     loaded, metadata = load_checkpoint(path)
     assert metadata == {"step": 7, "role": "teacher"}
     assert loaded.config == model.config

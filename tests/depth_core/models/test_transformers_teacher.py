@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from depth_core.device import autocast
-from depth_core.inference import inference_size, predict_disparity, prepare_for_inference
-from depth_core.models import load_depth_model
+from depth_core.inference import predict_disparity, prepare_for_inference
+from depth_core.model_loading import load_depth_model
+from depth_core.models.input_size import inference_size
 from depth_core.models.transformers_teacher import TransformersDepthModel
 from depth_core.models.weights import IMAGENET_MEAN, IMAGENET_STD
 from tests.helpers import save_tiny_depth_anything, save_tiny_dpt

@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from depth_core.models import CheckpointError, ModelConfig, build_model
+from depth_core.models.checkpoint import CHECKPOINT_FILE
 from depth_core.training import TrainConfig, train
 from depth_core.training.checkpointing import (
     STATE_FILE,
@@ -143,7 +144,7 @@ def test_kill_9_then_rerun_resumes_exactly(tmp_path, tiny_data, tiny_vit):
     process.wait(timeout=30)
     assert killed_at is not None, process.stderr.read().decode()[-2000:]
     assert process.returncode == -signal.SIGKILL
-    assert not (out / "model.safetensors").exists()
+    assert not (out / CHECKPOINT_FILE).exists()
 
     steps = []
     resumed = train(

@@ -11,6 +11,7 @@ from torch import nn
 
 from depth_core.losses import depth_loss
 from depth_core.models import load_checkpoint
+from depth_core.models.checkpoint import CHECKPOINT_FILE
 from depth_core.training import TrainConfig, train
 from depth_core.training.config import TrainLossConfig
 from depth_core.training.meters import STEP_KEYS
@@ -46,7 +47,7 @@ def test_teacher_run_writes_everything_and_logs(tiny_data, tiny_vit, tmp_path):
     )
     out = tmp_path / "teacher"
     for name in (
-        "model.safetensors",
+        CHECKPOINT_FILE,
         "history.json",
         "loss_curve.png",
         "val_metrics.png",
@@ -359,10 +360,10 @@ def test_saving_the_same_weights_again_gives_the_same_bytes(tiny_data, tiny_vit,
     config = _config(tiny_vit, epochs=1, n_samples=0)
     out = tmp_path / "teacher"
     train(config, out, [tiny_data["labeled"]], {"val": tiny_data["val"]})
-    first = (out / "model.safetensors").read_bytes()
-    (out / "model.safetensors").unlink()
+    first = (out / CHECKPOINT_FILE).read_bytes()
+    (out / CHECKPOINT_FILE).unlink()
     result = train(config, out, [tiny_data["labeled"]], {"val": tiny_data["val"]}, resume=True)
-    assert (out / "model.safetensors").read_bytes() == first, "timings leaked into the file"
+    assert (out / CHECKPOINT_FILE).read_bytes() == first, "timings leaked into the file"
     assert "train/wall_seconds" in result.metrics
-    _, metadata = load_checkpoint(out / "model.safetensors")
+    _, metadata = load_checkpoint(out / CHECKPOINT_FILE)
     assert "train/wall_seconds" not in metadata["metrics"]

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from depth_core.inference import predict_disparity
-from depth_core.models import load_depth_model
+from depth_core.model_loading import load_depth_model
 from orchestration.commands import evaluate, evaluate_pairs, predict
 from tests.helpers import run_command, save_tiny_depth_anything
 

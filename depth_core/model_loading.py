@@ -4,6 +4,9 @@ A path is a depth-distill checkpoint (one .safetensors file that rebuilds its mo
 local Hugging Face depth-estimation folder (a directory with config.json), or a depth-distill
 ONNX export (an .onnx file, run by onnxruntime on the CPU). Training keeps
 `load_checkpoint`: it needs a DepthModel it can optimise.
+
+It sits above `depth_core.models` and `depth_core.export` (the ONNX runtime builds on the
+models' config), so it reaches all three kinds without either package importing it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from depth_core.export.runtime import load_onnx_model
 from depth_core.models.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_config
 from depth_core.models.transformers_teacher import (
     check_transformers_folder,
@@ -68,7 +72,5 @@ def load_depth_model(
     if kind == "transformers":
         return load_transformers_model(path, map_location)
     if kind == "onnx":
-        from depth_core.export.runtime import load_onnx_model
-
         return load_onnx_model(path)
     return load_checkpoint(path, map_location)

@@ -14,27 +14,27 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from depth_core.model_loading import check_model_path, load_depth_model
 from depth_core.models import (
     CheckpointError,
     DepthModel,
     ModelConfig,
     build_model,
-    check_model_path,
     load_checkpoint,
-    load_depth_model,
     save_checkpoint,
 )
+from depth_core.models.checkpoint import CHECKPOINT_FILE
 from depth_core.models.transformers_teacher import TransformersDepthModel
 from tests.helpers import TINY_VIT, save_tiny_depth_anything, save_tiny_dinov2
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     model = build_model(ModelConfig(**TINY_VIT))
-    path = tmp_path_factory.mktemp("ckpt") / "model.safetensors"
+    path = tmp_path_factory.mktemp("ckpt") / CHECKPOINT_FILE
     return save_checkpoint(path, model, metadata={"note": "tiny"})
 
 
@@ -62,7 +62,7 @@ def test_a_hugging_face_folder_loads_as_a_wrapped_model(hf_folder):
 def test_loading_a_checkpoint_does_not_import_transformers(checkpoint):
     code = (
         "import sys\n"
-        "from depth_core.models import load_depth_model\n"
+        "from depth_core.model_loading import load_depth_model\n"
         f"load_depth_model({str(checkpoint)!r})\n"
         "assert 'transformers' not in sys.modules, 'transformers imported for a checkpoint'\n"
     )
