@@ -57,7 +57,7 @@ def students(args: argparse.Namespace) -> dict[str, torch.nn.Module]:
     (trained checkpoints where they exist, random weights of the same architecture if not)."""
     if args.checkpoint:
         return {Path(c).parent.name or c: load_checkpoint(c)[0] for c in args.checkpoint}
-    from orchestration.config import load_params
+    from orchestration.params.schema import load_params
 
     params = load_params(args.params)
     root = args.params.resolve().parent

@@ -37,7 +37,7 @@ def teacher_config(
     """The params.yaml teacher (or a fallback), optionally with another backbone / size, and
     the size of the unlabeled images it labels in the pipeline (None without params)."""
     if params_path is not None and params_path.exists():
-        from orchestration.config import load_params
+        from orchestration.params.schema import load_params
 
         params = load_params(params_path)
         config = params.teacher.model

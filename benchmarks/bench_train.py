@@ -83,7 +83,7 @@ def update_peaks(
 def configurations(params_path: Path | None) -> dict[str, tuple[TrainConfig, bool]]:
     """(TrainConfig, is_student) for the teacher and every student of params.yaml, if readable."""
     if params_path is not None and params_path.exists():
-        from orchestration.config import load_params
+        from orchestration.params.schema import load_params
 
         params = load_params(params_path)
         configs = {"teacher": (params.teacher, False)}

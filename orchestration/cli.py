@@ -24,7 +24,7 @@ COMMAND_MODULES = {
     "export": "export",
     "evaluate": "evaluate",
     "evaluate-pairs": "evaluate_pairs",
-    "benchmark": "benchmark",
+    "zeroshot": "zeroshot",
     "bench": "bench",
     "ablation": "ablation",
     "params": "params",

@@ -34,6 +34,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import BaseModel
+
 DEFAULT_EXPERIMENT = "depth-distill"
 EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
 UI_ENV = "DEPTH_DISTILL_MLFLOW_UI"
@@ -139,6 +141,24 @@ def teacher_tags(source: str, path: str | None = None) -> dict[str, str]:
     if source != "train" and path:
         tags["teacher_path"] = str(path)
     return tags
+
+
+def config_params(config: BaseModel, prefix: str = "") -> dict:
+    """One MLflow param per config field under dotted keys (`optim.lr`, `model.backbone`):
+    nested configs are walked, any other value (a list, `backbone_kwargs`) is one JSON value,
+    so every run of one config type logs the same keys whatever its values."""
+    dumped = config.model_dump(mode="json")
+    flat = {}
+    for name in type(config).model_fields:
+        key = f"{prefix}.{name}" if prefix else name
+        value = getattr(config, name)
+        if isinstance(value, BaseModel):
+            flat.update(config_params(value, key))
+        elif isinstance(dumped[name], (dict, list)):
+            flat[key] = json.dumps(dumped[name], sort_keys=True)
+        else:
+            flat[key] = dumped[name]
+    return flat
 
 
 def _client(root: Path):

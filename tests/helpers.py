@@ -13,20 +13,20 @@ REPO = Path(__file__).resolve().parents[1]
 
 def smoke_raw() -> dict:
     """The smoke profile merged onto the default, as a params mapping a test may edit."""
-    from orchestration.profiles import profile_raw
+    from orchestration.params.profiles import profile_raw
 
     return profile_raw(REPO, "smoke")[0]
 
 
 def smoke_params():
     """The validated smoke profile (what `depth-distill params --profile smoke` writes)."""
-    from orchestration.profiles import profile_params
+    from orchestration.params.profiles import profile_params
 
     return profile_params(REPO, "smoke")
 
 
 def write_smoke_params(path) -> Path:
-    from orchestration.profiles import write_params
+    from orchestration.params.profiles import write_params
 
     return write_params(REPO, "smoke", path)
 

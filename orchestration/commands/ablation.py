@@ -1,7 +1,7 @@
 """`depth-distill ablation`: what pretrained encoders and pseudo-labels each add.
 
 Reads the main lineage's metrics (run `dvc repro` first) and trains the variants beside it in
-`experiments/ablation-*` (see `orchestration.ablation`).
+`experiments/ablation-*` (see `orchestration.stages.ablation`).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from orchestration.ablation import REPORT_DIR, VARIANTS
+from orchestration.stages.ablation import REPORT_DIR, VARIANTS
 
 
 def register(subparsers) -> None:
@@ -33,8 +33,8 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from orchestration.ablation import run_ablation
-    from orchestration.config import load_params
+    from orchestration.params.schema import load_params
+    from orchestration.stages.ablation import run_ablation
 
     params = load_params(args.params)
     run_ablation(params, args.root, tuple(args.variants or VARIANTS))

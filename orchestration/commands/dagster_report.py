@@ -21,8 +21,8 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from orchestration.config import load_params
-    from orchestration.dagster_report import instance_for, report_dvc_runs
+    from orchestration.dagster_app.report import instance_for, report_dvc_runs
+    from orchestration.params.schema import load_params
 
     params = load_params(args.root / args.params)
     with instance_for(args.root) as instance:

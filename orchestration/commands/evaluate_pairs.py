@@ -73,7 +73,7 @@ def format_table(result: dict) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     from depth_core.voting.da2k import Da2kFormatError, evaluate_pairs, load_annotations
-    from orchestration.files import write_json_atomic
+    from orchestration.lineage.files import write_json_atomic
 
     if args.batch_size < 1:
         print(f"error: --batch-size must be >= 1, got {args.batch_size}", file=sys.stderr)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from orchestration.profiles import DEFAULT_PROFILE
+from orchestration.params.profiles import DEFAULT_PROFILE
 
 
 def register(subparsers) -> None:
@@ -28,8 +28,8 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from orchestration.config import load_params
-    from orchestration.profiles import profile_params, write_params
+    from orchestration.params.profiles import profile_params, write_params
+    from orchestration.params.schema import load_params
 
     output = args.output or args.root / "params.yaml"
     if args.check:

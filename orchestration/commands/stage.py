@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from orchestration.stages import STAGE_NAMES
+from orchestration.stages.registry import STAGE_NAMES
 
 
 def register(subparsers) -> None:
@@ -41,12 +41,13 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from orchestration.config import load_params
-    from orchestration.layout import default_layout
-    from orchestration.stages import StageContext, run_stage
+    from orchestration.lineage.paths import default_paths
+    from orchestration.params.schema import load_params
+    from orchestration.stages.base import StageContext
+    from orchestration.stages.registry import run_stage
 
     params = load_params(args.params, args.overrides)
-    ctx = StageContext(params=params, layout=default_layout(args.root), runner=args.runner)
+    ctx = StageContext(params=params, paths=default_paths(args.root), runner=args.runner)
     result = run_stage(args.name, ctx, student=args.student)
     print(json.dumps({"stage": result.stage, **result.metrics}, indent=2, default=str))
     return 0

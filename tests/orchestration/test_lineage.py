@@ -54,8 +54,8 @@ def _assert_dvc_clean(root: Path) -> None:
 def test_dagster_in_process_materialisation_keeps_dvc_clean(project_copy: Path):
     import dagster as dg
 
-    from orchestration.config import load_params
-    from orchestration.definitions import PipelineResource, build_definitions
+    from orchestration.dagster_app.definitions import PipelineResource, build_definitions
+    from orchestration.params.schema import load_params
 
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     defs = build_definitions(load_params(project_copy / "params.yaml"))
@@ -101,7 +101,7 @@ def test_dagster_cli_materialises_every_asset(project_copy: Path):
             "--select",
             "*",
             "-m",
-            "orchestration.definitions",
+            "orchestration.dagster_app.definitions",
         ],
         project_copy,
         timeout=900,

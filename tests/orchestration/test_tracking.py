@@ -107,8 +107,9 @@ def test_tracking_off_records_nothing(tracking_root, monkeypatch):
 
 
 def test_an_unreachable_server_keeps_the_trained_teacher(tmp_path, monkeypatch):
-    from orchestration.layout import default_layout
-    from orchestration.stages import StageContext, stage_teacher
+    from orchestration.lineage.paths import default_paths
+    from orchestration.stages.base import StageContext
+    from orchestration.stages.teacher import stage_teacher
     from orchestration.tracking import TrackingUnavailable
     from tests.helpers import smoke_params
 
@@ -117,7 +118,7 @@ def test_an_unreachable_server_keeps_the_trained_teacher(tmp_path, monkeypatch):
     (out / "model.safetensors").write_bytes(b"trained weights")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_closed_port()}")
     with pytest.raises(TrackingUnavailable):
-        stage_teacher(StageContext(smoke_params(), default_layout(tmp_path)))
+        stage_teacher(StageContext(smoke_params(), default_paths(tmp_path)))
     assert (out / "model.safetensors").read_bytes() == b"trained weights"
 
 
@@ -134,9 +135,10 @@ def tracked_lineage(tmp_path_factory):
     import yaml
     from mlflow.tracking import MlflowClient
 
-    from orchestration.config import load_params
-    from orchestration.layout import default_layout
-    from orchestration.stages import StageContext, run_stage
+    from orchestration.lineage.paths import default_paths
+    from orchestration.params.schema import load_params
+    from orchestration.stages.base import StageContext
+    from orchestration.stages.registry import run_stage
     from tests.helpers import smoke_raw
 
     root = tmp_path_factory.mktemp("tracked")
@@ -150,7 +152,7 @@ def tracked_lineage(tmp_path_factory):
     with pytest.MonkeyPatch.context() as env:
         for variable in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "DEPTH_DISTILL_TRACKING"):
             env.delenv(variable, raising=False)
-        ctx = StageContext(params=params, layout=default_layout(root))
+        ctx = StageContext(params=params, paths=default_paths(root))
         for stage in LINEAGE_STAGES:
             run_stage(stage, ctx)
         run_stage("student", ctx, student=name)
@@ -190,7 +192,7 @@ def test_each_trained_model_is_a_registered_version_of_its_run(tracked_lineage):
 
     from mlflow.artifacts import download_artifacts
 
-    from orchestration.files import md5_file
+    from orchestration.lineage.files import md5_file
 
     root, params, name, client = tracked_lineage
     runs = _runs_by_stage(client)
@@ -237,7 +239,7 @@ def test_the_experiment_name_comes_from_the_environment(tracking_root, monkeypat
 
 
 def test_the_ui_address_in_links_comes_from_configuration(monkeypatch):
-    from orchestration.dagster_metadata import mlflow_url
+    from orchestration.dagster_app.metadata import mlflow_url
 
     monkeypatch.delenv("DEPTH_DISTILL_MLFLOW_UI", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

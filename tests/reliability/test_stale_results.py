@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 
 from depth_core.models import ModelConfig, build_model, save_checkpoint
-from orchestration import fingerprints, stages
-from orchestration.layout import default_layout
-from orchestration.stages import StageContext, stage_pseudo_labels
+from orchestration.lineage import fingerprints
+from orchestration.lineage.paths import default_paths
+from orchestration.stages.base import StageContext, base, pseudo_labels
+from orchestration.stages.pseudo_labels import stage_pseudo_labels
 from tests.depth_core.training.conftest import make_dataset
 from tests.helpers import TINY_VIT, smoke_params
 
@@ -22,7 +23,7 @@ def _context(root) -> StageContext:
             ),
         }
     )
-    return StageContext(params, default_layout(root), pipeline_key="k")
+    return StageContext(params, default_paths(root), pipeline_key="k")
 
 
 def _save_teacher(root, seed: int) -> None:
@@ -34,7 +35,7 @@ def _save_teacher(root, seed: int) -> None:
 
 def test_pseudo_labels_are_redone_for_a_new_teacher_and_kept_otherwise(tmp_path, monkeypatch):
     make_dataset(tmp_path / "data" / "unlabeled", n=6, shard_size=3, kind="unlabeled")
-    monkeypatch.setattr(stages, "_preview", lambda dataset_dir, out_png, n=16: out_png)
+    monkeypatch.setattr(pseudo_labels, "write_preview", lambda dataset_dir, out_png, n=16: out_png)
     _save_teacher(tmp_path, seed=0)
     assert stage_pseudo_labels(_context(tmp_path)).metrics["n_shards_written"] == 2
     again = stage_pseudo_labels(_context(tmp_path)).metrics
@@ -44,6 +45,6 @@ def test_pseudo_labels_are_redone_for_a_new_teacher_and_kept_otherwise(tmp_path,
     assert relabeled["n_shards_written"] == 2, "a new teacher must relabel every shard"
 
     real_digest = fingerprints.code_digest
-    monkeypatch.setattr(stages, "code_digest", lambda stage: real_digest(stage) + "-edited")
+    monkeypatch.setattr(base, "code_digest", lambda stage: real_digest(stage) + "-edited")
     edited = stage_pseudo_labels(_context(tmp_path)).metrics
     assert edited["n_shards_written"] == 2, "edited pseudo-labelling code must relabel"

@@ -1,0 +1,1 @@
+"""The params schema (params.yaml) and the profiles that write it."""
