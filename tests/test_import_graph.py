@@ -34,3 +34,25 @@ def test_the_graph_sees_imports_inside_functions():
     # orchestration.cli imports each command's module by name; commands import lazily inside
     # their functions, e.g. the stage command's run_stage: the graph must count those.
     assert "orchestration.stages.registry" in edges("orchestration.commands.stage")
+
+
+# orchestration's folders, lowest first: each may import only the folders below it (and depth_core).
+LAYERS = (("lineage", "tracking"), ("params",), ("stages",), ("dagster_app",), ("commands", "cli"))
+
+
+def _layer(module: str) -> int | None:
+    parts = module.split(".")
+    if parts[0] != "orchestration" or len(parts) < 2:
+        return None
+    return next(i for i, names in enumerate(LAYERS) if parts[1] in names)
+
+
+def test_orchestration_folders_import_only_the_layers_below():
+    upward = [
+        f"{module} imports {target}"
+        for module in project_modules()
+        if _layer(module) is not None
+        for target in edges(module)
+        if _layer(target) is not None and _layer(target) > _layer(module)
+    ]
+    assert upward == []

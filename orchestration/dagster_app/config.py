@@ -1,6 +1,6 @@
 """The launchpad's params overrides as a typed `dg.Config`, generated from the params schema.
 
-`ParamsOverrides` has the shape of params.yaml (orchestration.config.Params) with every field
+`ParamsOverrides` has the shape of params.yaml (orchestration.params.schema.Params) with every field
 optional: the launchpad offers each key with its type and description, and Dagster rejects an
 unknown key (`teacher.epoch`) or a wrong type (`epochs: ten`) before the run is launched,
 naming the key. Values are then validated by the params schema itself (ranges, choices,

@@ -2,7 +2,7 @@
 
 The metrics file holds numbers; the record adds what a person looks at: the output paths, the
 pictures, the MLflow run and the descriptive info (e.g. where an existing teacher came from).
-Every runner writes it through `stages._finish`, so whoever shows a stage's result later (the
+Every runner writes it through `stages.base.finish_stage`, so whoever shows a stage's result later (the
 Dagster report of a `dvc repro`) shows exactly what the runner that made it would have shown.
 Paths are stored relative to the lineage root, so a moved checkout still reads them.
 """
