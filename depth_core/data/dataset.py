@@ -13,6 +13,9 @@ buffer), after shuffling the shard order itself. Everything is a pure function o
   Create a fresh iterator per epoch (`persistent_workers=False`) so workers see the epoch,
   and resume with the same seed, `shards_in_memory`, ranks, workers and batch size.
 
+A dataset directory that indexes WebDataset tars (`tar_shards.index`) streams the same way:
+each tar is one shard, read and decoded (`tar_shards.decode`) by the worker that streams it.
+
 Every sample is a dict `{"image": float32 (3, H, W) in [0, 1], "disparity": float32 (H, W),
 "mask": bool (H, W), "pseudo": bool, "id": str}`. A `transform` gets the dict with an extra
 integer `"seed"` (a pure function of seed, epoch and the sample's place) to seed its
@@ -37,6 +40,8 @@ from depth_core.data.manifest import (
     valid_pseudo_disparity,
 )
 from depth_core.data.shards import list_shards, read_shard, shard_index, shard_keys
+from depth_core.data.tar_shards.index import TarIndex, is_tar_dataset, read_tar_index
+from depth_core.data.tar_shards.reader import read_tar
 
 Sample = dict[str, Any]
 Transform = Callable[[Sample], Sample]
@@ -141,6 +146,15 @@ class ShardDataset(IterableDataset):
         self.transform = transform
         self.batch_size = batch_size
         self.drop_last = drop_last
+        self.tar_index = _complete_tar_index(self.dataset_dir, allow_incomplete)
+        if self.tar_index is not None:
+            self.shard_paths = [tar.url for tar in self.tar_index.tars]
+            self.shard_numbers = [tar.index for tar in self.tar_index.tars]
+            self.kind = self.tar_index.kind
+            self._check_kind(require_depth)
+            self.shard_sizes = [len(tar.keys) for tar in self.tar_index.tars]
+            self.set_epoch(epoch, skip)
+            return
         self.shard_paths = _complete_shards(self.dataset_dir, allow_incomplete)
         self.shard_numbers = [shard_index(p) for p in self.shard_paths]
         self.kind = dataset_kind(shard_keys(self.shard_paths[0]))
@@ -191,9 +205,21 @@ class ShardDataset(IterableDataset):
     # ------------------------------------------------------------------ reading
 
     def _load(self, position: int) -> dict[str, np.ndarray]:
+        if self.tar_index is not None:
+            return self._read_tar(position)
         keys = ["id", "image", "depth", "mask"] if self.kind == "labeled" else ["id", "image"]
         present = set(shard_keys(self.shard_paths[position]))
         return read_shard(self.shard_paths[position], [k for k in keys if k in present])
+
+    def _read_tar(self, position: int, with_depth: bool = True) -> dict[str, np.ndarray]:
+        index = self.tar_index
+        return read_tar(index.tars[position], index.kind, index.decode, with_depth=with_depth)
+
+    def _image_ids(self, position: int) -> np.ndarray:
+        """Ids of one image shard in order: the tar's indexed keys, or the shard's ids."""
+        if self.tar_index is not None:
+            return np.asarray(self.tar_index.tars[position].keys, dtype=str)
+        return read_shard(self.shard_paths[position], ["id"])["id"]
 
     def _make_sample(self, arrays: dict[str, np.ndarray], i: int) -> Sample:
         image = _image_tensor(arrays["image"][i])
@@ -275,8 +301,9 @@ class ShardDataset(IterableDataset):
 class PseudoLabelDataset(ShardDataset):
     """Stream unlabeled images with their teacher disparity as the target.
 
-    Pseudo shard `k` labels unlabeled shard `k` sample by sample; shard sets, sizes and ids
-    are checked up front. Non-finite or negative pseudo disparity is masked; zero is a label
+    Pseudo shard `k` labels unlabeled shard `k` (tar `k` of a tar-backed set) sample by
+    sample; shard sets, sizes and ids are checked up front, and each shard's ids again as it
+    is read, so an image never pairs with another image's label. Non-finite or negative pseudo disparity is masked; zero is a label
     (the teacher's "farthest"), as dense as Depth Anything's pseudo-labels.
     """
 
@@ -302,7 +329,7 @@ class PseudoLabelDataset(ShardDataset):
             )
 
     def _check_alignment(self) -> None:
-        images = [shard_index(p) for p in self.shard_paths]
+        images = list(self.shard_numbers)
         pseudo = [shard_index(p) for p in self.pseudo_paths]
         if images != pseudo:
             missing = sorted(set(images) - set(pseudo))
@@ -311,16 +338,21 @@ class PseudoLabelDataset(ShardDataset):
                 f"pseudo-label shards in {self.pseudo_dir} do not match image shards in "
                 f"{self.dataset_dir}: missing {missing[:10]}, unexpected {extra[:10]}"
             )
-        for image_path, pseudo_path in zip(self.shard_paths, self.pseudo_paths):
+        for position, (image_path, pseudo_path) in enumerate(
+            zip(self.shard_paths, self.pseudo_paths)
+        ):
             _check_ids(
-                read_shard(image_path, ["id"])["id"],
+                self._image_ids(position),
                 read_shard(pseudo_path, ["id"])["id"],
                 image_path,
                 pseudo_path,
             )
 
     def _load(self, position: int) -> dict[str, np.ndarray]:
-        images = read_shard(self.shard_paths[position], ["id", "image"])
+        if self.tar_index is not None:
+            images = self._read_tar(position, with_depth=False)
+        else:
+            images = read_shard(self.shard_paths[position], ["id", "image"])
         pseudo = read_shard(self.pseudo_paths[position], ["id", "disparity"])
         _check_ids(
             images["id"], pseudo["id"], self.shard_paths[position], self.pseudo_paths[position]
@@ -499,6 +531,20 @@ def _check_ids(
         raise PseudoLabelMismatchError(f"ids of {pseudo_path} do not match {image_path} ({detail})")
 
 
+def _complete_tar_index(dataset_dir: Path, allow_incomplete: bool) -> TarIndex | None:
+    """The tar index of a tar-backed dataset directory (None for `.npz` shards)."""
+    if not is_tar_dataset(dataset_dir):
+        return None
+    if not allow_incomplete and not is_dataset_complete(dataset_dir):
+        raise ValueError(
+            f"dataset {dataset_dir} is incomplete (no summary.json); finish building it first"
+        )
+    index = read_tar_index(dataset_dir)
+    if not index.tars:
+        raise FileNotFoundError(f"dataset {dataset_dir} indexes no tars")
+    return index
+
+
 def _complete_shards(dataset_dir: Path, allow_incomplete: bool) -> list[Path]:
     if not dataset_dir.is_dir():
         raise FileNotFoundError(f"dataset directory {dataset_dir} does not exist")
@@ -529,8 +575,11 @@ def load_arrays(
 ) -> dict[str, np.ndarray]:
     """All (or the first `limit`) samples of a small dataset as stacked numpy arrays.
 
-    Meant for evaluation sets; large training sets should be streamed instead.
+    Meant for evaluation sets; large training sets should be streamed instead. A tar-backed
+    set is decoded tar by tar, as training decodes it.
     """
+    if is_tar_dataset(dataset_dir):
+        return _load_tar_arrays(read_tar_index(dataset_dir), limit, keys)
     shards = list_shards(dataset_dir)
     if not shards:
         raise FileNotFoundError(f"dataset {dataset_dir} has no shards")
@@ -545,5 +594,22 @@ def load_arrays(
             take = min(take, limit - have)
         for name, value in arrays.items():
             parts.setdefault(name, []).append(value[:take])
+        have += take
+    return {name: np.concatenate(values) for name, values in parts.items()}
+
+
+def _load_tar_arrays(
+    index: TarIndex, limit: int | None, keys: Sequence[str] | None
+) -> dict[str, np.ndarray]:
+    parts: dict[str, list[np.ndarray]] = {}
+    have = 0
+    for tar in index.tars:
+        if limit is not None and have >= limit:
+            break
+        arrays = read_tar(tar, index.kind, index.decode)
+        take = len(arrays["id"]) if limit is None else min(len(arrays["id"]), limit - have)
+        for name, value in arrays.items():
+            if keys is None or name in keys:
+                parts.setdefault(name, []).append(value[:take])
         have += take
     return {name: np.concatenate(values) for name, values in parts.items()}

@@ -36,14 +36,15 @@ def read_image(path: str | Path, apply_exif: bool = True) -> np.ndarray:
             img.load()
             if apply_exif:
                 img = ImageOps.exif_transpose(img)
-            return _to_rgb8(img)
+            return to_rgb8(img)
     except ImageReadError:
         raise
     except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError...)
         raise ImageReadError(f"cannot read image {path}: {exc}") from exc
 
 
-def _to_rgb8(img: Image.Image) -> np.ndarray:
+def to_rgb8(img: Image.Image) -> np.ndarray:
+    """A loaded Pillow image as uint8 RGB `(H, W, 3)`, by the conventions of `read_image`."""
     if img.mode == "RGB":
         return np.asarray(img, dtype=np.uint8).copy()
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):

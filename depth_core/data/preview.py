@@ -2,7 +2,9 @@
 
 Each cell shows a sample's image next to its colourised depth (labeled sets) or pseudo
 disparity (pseudo-label sets; images come from the unlabeled set they label, when given),
-with the sample id on top. Samples are spread evenly over the whole dataset.
+with the sample id on top. Samples are spread evenly over the whole dataset. A tar-backed
+set (`tar_shards.index`) shows its images as training decodes them, reading only the tars
+the picked samples are in.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from PIL import Image, ImageDraw
 
 from depth_core.atomic_io import atomic_path
 from depth_core.data.manifest import dataset_kind, read_summary
-from depth_core.data.shards import list_shards, read_shard, shard_keys
+from depth_core.data.shards import list_shards, read_shard, shard_index, shard_keys
+from depth_core.data.tar_shards.index import TarIndex, is_tar_dataset, read_tar_index
+from depth_core.data.tar_shards.reader import read_tar
 from depth_core.viz import colorize_depth, colorize_disparity
 
 _BACKGROUND = (24, 24, 24)
@@ -36,22 +40,61 @@ def _pick(counts: list[int], n: int) -> dict[int, list[int]]:
     return picks
 
 
+def _panels(kind: str, arrays: dict[str, np.ndarray], i: int) -> list[np.ndarray]:
+    panels = []
+    if "image" in arrays:
+        panels.append(arrays["image"][i])
+    if kind == "labeled":
+        mask = arrays["mask"][i] if "mask" in arrays else None
+        panels.append(colorize_depth(arrays["depth"][i], mask))
+    elif kind == "pseudo":
+        disparity = arrays["disparity"][i].astype(np.float32)
+        panels.append(colorize_disparity(disparity, np.isfinite(disparity) & (disparity > 0)))
+    return panels
+
+
+def _tar_cells(dataset_dir: Path, n: int) -> list[tuple[str, list[np.ndarray]]]:
+    index = read_tar_index(dataset_dir)
+    cells = []
+    for position, indices in _pick([len(tar.keys) for tar in index.tars], n).items():
+        arrays = read_tar(index.tars[position], index.kind, index.decode)
+        cells += [(str(arrays["id"][i]), _panels(index.kind, arrays, i)) for i in indices]
+    return cells
+
+
+def _tar_images(index: TarIndex, number: int, images_dir: Path, for_dir: Path) -> np.ndarray:
+    """The images of tar `number` of a tar-backed set, for the pseudo shard of that number."""
+    tar = next((t for t in index.tars if t.index == number), None)
+    if tar is None:
+        raise FileNotFoundError(f"{images_dir} indexes no tar {number} for {for_dir}")
+    return read_tar(tar, index.kind, index.decode, with_depth=False)["image"]
+
+
 def _cells(
     dataset_dir: Path, n: int, images_dir: Path | None
 ) -> list[tuple[str, list[np.ndarray]]]:
+    if is_tar_dataset(dataset_dir):
+        return _tar_cells(dataset_dir, n)
     shards = list_shards(dataset_dir)
     if not shards:
         raise FileNotFoundError(f"dataset {dataset_dir} has no shards")
     kind = dataset_kind(shard_keys(shards[0]))
     if kind == "pseudo" and images_dir is None:
         images_dir = _recorded_images_dir(dataset_dir)
-    image_shards = list_shards(images_dir) if images_dir is not None else None
+    tar_images = None
+    if images_dir is not None and is_tar_dataset(images_dir):
+        tar_images, image_shards = read_tar_index(images_dir), None
+    else:
+        image_shards = list_shards(images_dir) if images_dir is not None else None
     counts = [len(read_shard(p, ["id"])["id"]) for p in shards]
     cells = []
     for position, indices in _pick(counts, n).items():
         if kind == "pseudo":
             arrays = read_shard(shards[position], ["id", "disparity"])
-            if image_shards is not None:
+            if tar_images is not None:
+                number = shard_index(shards[position])
+                arrays["image"] = _tar_images(tar_images, number, images_dir, dataset_dir)
+            elif image_shards is not None:
                 if (
                     position >= len(image_shards)
                     or image_shards[position].name != shards[position].name
@@ -65,19 +108,7 @@ def _cells(
             arrays = read_shard(
                 shards[position], [k for k in keys if k in shard_keys(shards[position])]
             )
-        for i in indices:
-            panels = []
-            if "image" in arrays:
-                panels.append(arrays["image"][i])
-            if kind == "labeled":
-                mask = arrays["mask"][i] if "mask" in arrays else None
-                panels.append(colorize_depth(arrays["depth"][i], mask))
-            elif kind == "pseudo":
-                disparity = arrays["disparity"][i].astype(np.float32)
-                panels.append(
-                    colorize_disparity(disparity, np.isfinite(disparity) & (disparity > 0))
-                )
-            cells.append((str(arrays["id"][i]), panels))
+        cells += [(str(arrays["id"][i]), _panels(kind, arrays, i)) for i in indices]
     return cells
 
 
@@ -87,7 +118,7 @@ def _recorded_images_dir(dataset_dir: Path) -> Path | None:
         recorded = read_summary(dataset_dir).get("parameters", {}).get("unlabeled_dir")
     except (FileNotFoundError, ValueError):
         return None
-    if recorded and list_shards(recorded):
+    if recorded and (list_shards(recorded) or is_tar_dataset(recorded)):
         return Path(recorded)
     return None
 

@@ -23,6 +23,8 @@ CODE_ROOT = dvc_file.CODE_ROOT
 DVC_FILE = dvc_file.DVC_FILE
 CODE_PACKAGES = ("depth_core", "orchestration", "benchmarks")
 FINGERPRINT_FILE = ".fingerprint.json"
+TAR_INDEX = "webdataset.json"  # depth_core.data.tar_shards.index.INDEX_NAME, named without
+# importing it, so a tar-reading module is no code dep of every stage
 
 
 def stage_code_deps(stage: str) -> list[str]:
@@ -67,6 +69,8 @@ def _content_files(path: Path) -> list[tuple[str, Path, bool]]:
         found.append(("manifest.parquet", path / "manifest.parquet", True))
         shards = sorted((path / "shards").glob("shard-*.npz"))
         found += [(p.relative_to(path).as_posix(), p, False) for p in shards]
+    if (path / TAR_INDEX).is_file():  # a tar-backed dataset: its index names the tars' members
+        found.append((TAR_INDEX, path / TAR_INDEX, True))
     return found
 
 

@@ -15,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PositiveInt,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -51,10 +52,42 @@ def _require_folder(section: BaseModel, key: str):
     return section
 
 
+WEBDATASET = "webdataset"
+WorkingSize = tuple[PositiveInt, PositiveInt]
+_URLS_HELP = (
+    "with source webdataset: tar shards of encoded images, as a brace pattern "
+    "(/data/photos-{000000..000099}.tar), a list, local paths or pipe: commands "
+    "(pipe:aws s3 cp s3://bucket/x.tar -)"
+)
+_WORKING_SIZE_HELP = (
+    "with source webdataset: (height, width) every image is fitted to when read from the tars "
+    "(resized to cover it, then centre-cropped), the size pseudo-labels and training see"
+)
+_DEPTH_SCALE_HELP = (
+    "with source webdataset: raw .depth.png / .depth.npy values are divided by this "
+    "(16-bit PNG in millimetres: 1000)"
+)
+
+
+def _require_urls(section: BaseModel, key: str):
+    """A `source: webdataset` section needs `urls`, and no other source reads them."""
+    if section.source == WEBDATASET and not section.urls:
+        raise ValueError(
+            f"{key}.urls must be set when {key}.source is 'webdataset' (tar paths or brace "
+            "patterns, e.g. /data/photos-{000000..000099}.tar)"
+        )
+    if section.source != WEBDATASET and section.urls:
+        raise ValueError(
+            f"{key}.urls is read only with {key}.source 'webdataset' "
+            f"(source is {section.source!r}); set it to null"
+        )
+    return section
+
+
 class LabeledDataParams(StrictModel):
     """labeled_data: the synthetic renderer by default, or a user's folder of RGB-D pairs."""
 
-    source: Literal["synthetic", "folder"] = "synthetic"
+    source: Literal["synthetic", "folder", "webdataset"] = "synthetic"
     format: RGBDFormat = Field(
         FOLDER_FORMAT,
         description="with source folder: the folder's layout, folder (pairs by file name) or a "
@@ -70,10 +103,14 @@ class LabeledDataParams(StrictModel):
     render: RenderConfig = Field(default_factory=RenderConfig)
     folder: RGBDImportConfig | None = None
     val_fraction: float = Field(0.05, gt=0, lt=1)
+    urls: str | list[str] | None = Field(None, description=_URLS_HELP)
+    working_size: WorkingSize = Field((96, 128), description=_WORKING_SIZE_HELP)
+    depth_scale: float = Field(1.0, gt=0, description=_DEPTH_SCALE_HELP)
 
     @model_validator(mode="after")
     def _folder_needs_config(self):
         _require_folder(self, "data.labeled")
+        _require_urls(self, "data.labeled")
         if self.folder is not None:
             if self.folder.format not in (FOLDER_FORMAT, self.format):
                 raise ValueError(
@@ -93,7 +130,7 @@ class LabeledDataParams(StrictModel):
 class UnlabeledDataParams(StrictModel):
     """unlabeled_images: the photo-like target domain by default, or a user's image folder."""
 
-    source: Literal["target", "folder"] = "target"
+    source: Literal["target", "folder", "webdataset"] = "target"
     n_images: int = Field(3000, ge=1)
     shard_size: int = Field(256, ge=1)
     seed: int = 1
@@ -102,23 +139,30 @@ class UnlabeledDataParams(StrictModel):
     )
     render: RenderConfig = Field(default_factory=lambda: RenderConfig(domain="target"))
     folder: ImageImportConfig | None = None
+    urls: str | list[str] | None = Field(None, description=_URLS_HELP)
+    working_size: WorkingSize = Field((96, 128), description=_WORKING_SIZE_HELP)
 
     @model_validator(mode="after")
     def _folder_needs_config(self):
-        return _require_folder(self, "data.unlabeled")
+        _require_folder(self, "data.unlabeled")
+        return _require_urls(self, "data.unlabeled")
 
 
 class TargetEvalParams(StrictModel):
     """The held-out ground truth of the target domain (or a user's RGB-D folder): evaluation only."""
 
-    source: Literal["target", "folder"] = "target"
+    source: Literal["target", "folder", "webdataset"] = "target"
     n_images: int = Field(128, ge=1)
     seed: int = 2
     folder: RGBDImportConfig | None = None
+    urls: str | list[str] | None = Field(None, description=_URLS_HELP)
+    working_size: WorkingSize = Field((96, 128), description=_WORKING_SIZE_HELP)
+    depth_scale: float = Field(1.0, gt=0, description=_DEPTH_SCALE_HELP)
 
     @model_validator(mode="after")
     def _folder_needs_config(self):
-        return _require_folder(self, "data.target_eval")
+        _require_folder(self, "data.target_eval")
+        return _require_urls(self, "data.target_eval")
 
 
 class DataParams(StrictModel):

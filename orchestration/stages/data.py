@@ -2,6 +2,9 @@
 
 Each renders its domain (`source: synthetic | target`) or imports a user's folder, stores it
 as shards with a manifest (depth_core.data) and shows a contact sheet of its first samples.
+With `source: webdataset` the images stay in their tars: the stage reads every tar once and
+stores an index of it (`depth_core.data.tar_indexer`: the expanded urls, each tar's keys, a
+manifest and summary.json), so DVC versions the index and the pixels stay in the bucket.
 """
 
 from __future__ import annotations
@@ -48,9 +51,55 @@ def _render_dataset(
     return stats
 
 
+_TAR_KEYS = {"urls", "working_size", "depth_scale"}
+
+
 def _data_fingerprint(cfg) -> dict:
-    """What a dataset's content depends on: its params less the process count."""
-    return cfg.model_dump(mode="json", exclude={"workers"})
+    """What a dataset's content depends on: its params less the process count (and less the
+    tar keys, which only `source: webdataset` reads)."""
+    exclude = {"workers"} | (set() if cfg.source == "webdataset" else _TAR_KEYS)
+    return cfg.model_dump(mode="json", exclude=exclude)
+
+
+def _decode_spec(cfg, labeled: bool):
+    """How the section's tars are decoded: its working size; EXIF rotation for photos only
+    (a depth raster is aligned with the pixels as stored)."""
+    from depth_core.data.tar_shards.index import DecodeSpec
+
+    height, width = cfg.working_size
+    depth_scale = cfg.depth_scale if labeled else 1.0
+    return DecodeSpec(height, width, apply_exif=not labeled, depth_scale=depth_scale)
+
+
+def _scan(cfg, kind: str, workers: int, desc: str):
+    from depth_core.data.tar_indexer import scan_tars
+
+    return scan_tars(cfg.urls, kind, _decode_spec(cfg, kind == "labeled"), workers, desc=desc)
+
+
+def _tar_metrics(result) -> dict:
+    """What a tar-backed stage adds to its metrics: tars read and skipped whole."""
+    return {"n_tars": len(result.urls), "n_tars_skipped": result.n_tars_skipped}
+
+
+def _index_labeled_tars(cfg, train_dir: Path, val_dir: Path):
+    """Index the labeled tars into a training and a validation set, split by key."""
+    from depth_core.data.tar_indexer import validation_keys, write_tar_dataset
+
+    result = _scan(cfg, "labeled", cfg.workers, "labeled tars")
+    val = validation_keys(result, cfg.val_fraction, cfg.seed)
+    parameters = {**_data_fingerprint(cfg), "split_seed": cfg.seed}
+    write_tar_dataset(train_dir, result, lambda key: key not in val, parameters)
+    write_tar_dataset(val_dir, result, val.__contains__, parameters, skipped=[])
+    return result
+
+
+def _index_tars(cfg, kind: str, out_dir: Path, workers: int, desc: str, parameters: dict):
+    from depth_core.data.tar_indexer import write_tar_dataset
+
+    result = _scan(cfg, kind, workers, desc)
+    write_tar_dataset(out_dir, result, parameters=parameters)
+    return result
 
 
 def _dataset_stats(dataset_dir: Path) -> dict:
@@ -68,9 +117,13 @@ def stage_labeled_data(ctx: StageContext) -> StageResult:
     train_dir, val_dir = ctx.paths.out(L.LABELED_TRAIN), ctx.paths.out(L.LABELED_VAL)
     start = time.perf_counter()
     skipped = 0
+    extra: dict = {}
     for out in (train_dir, val_dir):
         prepare_output(out, _data_fingerprint(cfg), code="labeled_data")
-    if cfg.source == "synthetic":
+    if cfg.source == "webdataset":
+        result = _index_labeled_tars(cfg, train_dir, val_dir)
+        skipped, extra = len(result.skipped), _tar_metrics(result)
+    elif cfg.source == "synthetic":
         _render_dataset(
             train_dir,
             cfg.render,
@@ -105,6 +158,7 @@ def stage_labeled_data(ctx: StageContext) -> StageResult:
         "n_val": val["n_samples"],
         "valid_fraction": train.get("valid_fraction"),
         "n_skipped": skipped,
+        **extra,
         "stage_seconds": time.perf_counter() - start,
     }
     return finish_stage(ctx, "labeled_data", metrics, [train_dir, val_dir], {"preview": preview})
@@ -115,8 +169,13 @@ def stage_unlabeled_images(ctx: StageContext) -> StageResult:
     out_dir = ctx.paths.out(L.UNLABELED)
     start = time.perf_counter()
     skipped = 0
+    extra: dict = {}
     prepare_output(out_dir, _data_fingerprint(cfg), code="unlabeled_images")
-    if cfg.source == "target":
+    if cfg.source == "webdataset":
+        parameters = _data_fingerprint(cfg)
+        result = _index_tars(cfg, "unlabeled", out_dir, cfg.workers, "unlabeled tars", parameters)
+        skipped, extra = len(result.skipped), _tar_metrics(result)
+    elif cfg.source == "target":
         _render_dataset(
             out_dir,
             cfg.render,
@@ -136,6 +195,7 @@ def stage_unlabeled_images(ctx: StageContext) -> StageResult:
     metrics = {
         "n_images": _dataset_stats(out_dir)["n_samples"],
         "n_skipped": skipped,
+        **extra,
         "stage_seconds": time.perf_counter() - start,
     }
     return finish_stage(ctx, "unlabeled_images", metrics, [out_dir], {"preview": preview})
@@ -146,17 +206,23 @@ def stage_target_eval(ctx: StageContext) -> StageResult:
     out_dir = ctx.paths.out(L.TARGET_EVAL)
     start = time.perf_counter()
     skipped = 0
+    extra: dict = {}
     render = ctx.params.data.unlabeled.render
     prepare_output(
         out_dir,
         {
-            "target_eval": cfg.model_dump(mode="json"),
+            "target_eval": _data_fingerprint(cfg),
             "render": render.model_dump(mode="json"),
             "shard_size": ctx.params.data.unlabeled.shard_size,
         },
         code="target_eval",
     )
-    if cfg.source == "target":
+    workers = ctx.params.data.unlabeled.workers
+    if cfg.source == "webdataset":
+        parameters = _data_fingerprint(cfg)
+        result = _index_tars(cfg, "labeled", out_dir, workers, "target eval tars", parameters)
+        skipped, extra = len(result.skipped), _tar_metrics(result)
+    elif cfg.source == "target":
         _render_dataset(
             out_dir,
             render,
@@ -165,7 +231,7 @@ def stage_target_eval(ctx: StageContext) -> StageResult:
             cfg.seed + 200_003,
             True,
             "target eval",
-            ctx.params.data.unlabeled.workers,
+            workers,
         )
     else:
         from depth_core.data.importers import import_rgbd_folder
@@ -178,6 +244,7 @@ def stage_target_eval(ctx: StageContext) -> StageResult:
         "n_images": stats["n_samples"],
         "valid_fraction": stats.get("valid_fraction"),
         "n_skipped": skipped,
+        **extra,
         "stage_seconds": time.perf_counter() - start,
     }
     return finish_stage(ctx, "target_eval", metrics, [out_dir], {"preview": preview})
