@@ -18,6 +18,13 @@ from depth_core.data.importers import (
 )
 from depth_core.data.layouts import LAYOUTS, format_names
 from depth_core.data.preview import contact_sheet
+from depth_core.data.tar_writer import TarWriteStats, write_image_tars, write_rgbd_tars
+
+NPZ, WEBDATASET = "npz", "webdataset"
+_OUTPUT_HELP = (
+    "npz: decoded shards at --height x --width (default); webdataset: tars of the files' "
+    "bytes as they are, any size, --shard-size per tar (for source: webdataset)"
+)
 
 
 def add_depth_convention_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,6 +102,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="mean",
         help="how depth is downscaled (mean of valid pixels, or nearest)",
     )
+    rgbd.add_argument("--output-format", choices=[NPZ, WEBDATASET], default=NPZ, help=_OUTPUT_HELP)
     rgbd.set_defaults(func=run_import_rgbd)
 
     images = commands.add_parser("import-images", help="import a folder of unlabeled images")
@@ -103,6 +111,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     images.add_argument("dst", help="dataset directory to create (replaced only on success)")
     _size_arguments(images)
+    images.add_argument("--format", choices=[NPZ, WEBDATASET], default=NPZ, help=_OUTPUT_HELP)
     images.set_defaults(func=run_import_images)
 
 
@@ -152,6 +161,13 @@ def run_import_rgbd(args: argparse.Namespace) -> int:
         "depth_resize": args.depth_resize,
         **depth_convention_options(args),
     }
+    if args.output_format == WEBDATASET:
+        config = RGBDImportConfig(**options)
+        return _run_tars(
+            lambda: write_rgbd_tars(
+                args.src, args.dst, config, args.shard_size, progress=not args.quiet
+            )
+        )
     return _run(
         lambda: import_rgbd_folder(
             args.src, args.dst, RGBDImportConfig(**options), progress=not args.quiet
@@ -160,6 +176,10 @@ def run_import_rgbd(args: argparse.Namespace) -> int:
 
 
 def run_import_images(args: argparse.Namespace) -> int:
+    if args.format == WEBDATASET:
+        return _run_tars(
+            lambda: write_image_tars(args.src, args.dst, args.shard_size, progress=not args.quiet)
+        )
     config = ImageImportConfig(height=args.height, width=args.width, shard_size=args.shard_size)
     return _run(lambda: import_image_folder(args.src, args.dst, config, progress=not args.quiet))
 
@@ -172,6 +192,29 @@ def _run(task) -> int:
         return 1
     print(format_stats(stats))
     return 0
+
+
+def _run_tars(task) -> int:
+    try:
+        stats = task()
+    except (DatasetImportError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(format_tar_stats(stats))
+    return 0
+
+
+def format_tar_stats(stats: TarWriteStats, max_listed: int = 20) -> str:
+    """What was written, the urls to set in params.yaml, and each skipped file."""
+    per_sample = f"{stats.bytes_per_sample / 1e3:.1f} kB per sample, the files as they are"
+    lines = [
+        f"wrote {stats.n_samples} samples into {stats.n_tars} tars under {stats.out_dir} "
+        + f"({per_sample})",
+        f"urls: {stats.urls}",
+        f"skipped {len(stats.skipped)} files",
+    ]
+    lines += [f"  {item['file']}: {item['reason']}" for item in stats.skipped[:max_listed]]
+    return "\n".join(lines)
 
 
 def format_stats(stats: ImportStats, max_listed: int = 20) -> str:

@@ -1,0 +1,180 @@
+"""Write a folder of images (or RGB-D pairs) as WebDataset tars: the files' bytes as they are.
+
+Nothing is decoded or resized: a JPEG goes into the tar as the camera wrote it, so a tar costs
+what the photos cost (docs/data-formats.md compares it with `.npz` shards). A member is
+`<key>.<ext>` with the key the file's path below the folder, without its extension and with
+dots made underscores (WebDataset splits a name at its first dot); RGB-D pairs add
+`<key>.depth.png` (16-bit) or `<key>.depth.npy`. Tars are written atomically with fixed member
+metadata, so the same folder gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from depth_core.atomic_io import atomic_path
+from depth_core.data.importers import (
+    FOLDER_FORMAT,
+    DatasetImportError,
+    ImageImportConfig,
+    RGBDImportConfig,
+    scan_images,
+    scan_rgbd_pairs,
+)
+from depth_core.data.tar_shards.decode import IMAGE_SUFFIXES
+
+TAR_DEPTH_SUFFIXES = {".png": "depth.png", ".npy": "depth.npy"}
+
+
+@dataclass
+class TarWriteStats:
+    """What a tar export wrote: samples, tars, their total bytes, the urls to put in params."""
+
+    out_dir: str
+    n_samples: int
+    n_tars: int
+    n_bytes: int
+    urls: str
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def bytes_per_sample(self) -> float:
+        return self.n_bytes / self.n_samples if self.n_samples else 0.0
+
+
+def sample_key(relative: str) -> str:
+    """`holiday/IMG.0001.JPG` -> `holiday/IMG_0001`: no dot, so WebDataset keeps it whole."""
+    path = Path(relative)
+    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+    return (path.parent / stem.replace(".", "_")).as_posix().removeprefix("./")
+
+
+def tar_name(prefix: str, index: int) -> str:
+    return f"{prefix}-{index:06d}.tar"
+
+
+def url_pattern(out_dir: Path, prefix: str, n_tars: int) -> str:
+    """The brace pattern naming every tar written (what `data.*.urls` takes)."""
+    if n_tars == 1:
+        return str(out_dir / tar_name(prefix, 0))
+    return str(out_dir / f"{prefix}-{{{0:06d}..{n_tars - 1:06d}}}.tar")
+
+
+def _member(name: str, data: bytes) -> tuple[tarfile.TarInfo, io.BytesIO]:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), 0o444, 0
+    return info, io.BytesIO(data)
+
+
+def _write_tar(path: Path, members: list[tuple[str, bytes]]) -> int:
+    with atomic_path(path) as temp, tarfile.open(temp, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in members:
+            tar.addfile(*_member(name, data))
+    return path.stat().st_size
+
+
+def _write_all(
+    out_dir: Path,
+    samples: Iterable[tuple[str, list[tuple[str, bytes]]]],
+    n_total: int,
+    shard_size: int,
+    prefix: str,
+    skipped: list[dict[str, str]],
+    progress: bool,
+) -> TarWriteStats:
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    buffer: list[tuple[str, bytes]] = []
+    n_samples = n_tars = n_bytes = in_buffer = 0
+    for _, members in tqdm(samples, total=n_total, desc="tars", disable=not progress):
+        buffer += members
+        in_buffer += 1
+        n_samples += 1
+        if in_buffer == shard_size:
+            n_bytes += _write_tar(out_dir / tar_name(prefix, n_tars), buffer)
+            n_tars, buffer, in_buffer = n_tars + 1, [], 0
+    if buffer:
+        n_bytes += _write_tar(out_dir / tar_name(prefix, n_tars), buffer)
+        n_tars += 1
+    if not n_samples:
+        raise DatasetImportError(f"no usable files to write into tars under {out_dir}")
+    return TarWriteStats(
+        str(out_dir), n_samples, n_tars, n_bytes, url_pattern(out_dir, prefix, n_tars), skipped
+    )
+
+
+def _unique(
+    items: list[tuple[str, list[tuple[Path, str]]]], skipped: list[dict[str, str]]
+) -> list[tuple[str, list[tuple[Path, str]]]]:
+    """Drop a sample whose key an earlier one took (`a.jpg` and `a.png`), naming it."""
+    seen: dict[str, Path] = {}
+    kept = []
+    for key, files in items:
+        if key in seen:
+            skipped.append(
+                {"file": str(files[0][0]), "reason": f"key {key!r} taken by {seen[key]}"}
+            )
+            continue
+        seen[key] = files[0][0]
+        kept.append((key, files))
+    return kept
+
+
+def _read(items: list[tuple[str, list[tuple[Path, str]]]]):
+    for key, files in items:
+        yield key, [(f"{key}.{suffix}", path.read_bytes()) for path, suffix in files]
+
+
+def write_image_tars(
+    src: str | Path,
+    dst: str | Path,
+    shard_size: int = 1000,
+    prefix: str = "images",
+    progress: bool = True,
+) -> TarWriteStats:
+    """Every JPEG / PNG / WebP below `src` into tars of `shard_size` images under `dst`."""
+    src, dst = Path(src), Path(dst)
+    config = ImageImportConfig(image_extensions=[f".{s}" for s in IMAGE_SUFFIXES])
+    items, skipped = [], []
+    for path in sorted(scan_images(src, config)):
+        relative = path.relative_to(src).as_posix()
+        items.append((sample_key(relative), [(path, path.suffix.lower().lstrip("."))]))
+    items = _unique(items, skipped)
+    return _write_all(dst, _read(items), len(items), shard_size, prefix, skipped, progress)
+
+
+def write_rgbd_tars(
+    src: str | Path,
+    dst: str | Path,
+    config: RGBDImportConfig,
+    shard_size: int = 1000,
+    prefix: str = "rgbd",
+    progress: bool = True,
+) -> TarWriteStats:
+    """RGB-D pairs of a folder (`format: folder`) into tars: the image, and its depth map as
+    `.depth.png` or `.depth.npy` (other depth files are listed as skipped: convert them)."""
+    if config.format != FOLDER_FORMAT:
+        raise DatasetImportError(
+            f"tars are written from --format {FOLDER_FORMAT} folders only, not {config.format!r}"
+        )
+    src, dst = Path(src), Path(dst)
+    pairs, skipped = scan_rgbd_pairs(src, config)
+    items = []
+    for image, depth in sorted(pairs):
+        image_suffix = image.suffix.lower().lstrip(".")
+        depth_suffix = TAR_DEPTH_SUFFIXES.get(depth.suffix.lower())
+        if image_suffix not in IMAGE_SUFFIXES or depth_suffix is None:
+            reason = "tars hold .jpg/.png/.webp images with .png or .npy depth"
+            skipped.append({"file": image.relative_to(src).as_posix(), "reason": reason})
+            continue
+        key = sample_key(image.relative_to(src).as_posix())
+        items.append((key, [(image, image_suffix), (depth, depth_suffix)]))
+    items = _unique(items, skipped)
+    return _write_all(dst, _read(items), len(items), shard_size, prefix, skipped, progress)
