@@ -1,24 +1,26 @@
 """Pseudo-labelling: the teacher's disparity for every unlabeled image, shard by shard.
 
-Pseudo shard `k` labels unlabeled shard `k` one-to-one (same ids, float16 disparity), so the
-students' PseudoLabelDataset can stream both side by side. Each shard is predicted in batches
-under torch.inference_mode (and bf16 autocast where it pays), written atomically, and skipped
-on a re-run when it is already there with the right ids: an interrupted run resumes, memory
-stays one shard whatever the dataset size, and disjoint `shard_indices` let several processes
-or machines label one dataset in parallel. summary.json (what marks a dataset complete) is
-written by whichever call finds every shard done.
+Pseudo shard `k` labels input shard `k` one-to-one (same ids, float16 disparity), so the
+students' PseudoLabelDataset can stream both side by side. Rank `r` of `W` labels the whole
+input shards `r::W` (a shard is never split, so its bytes do not depend on the world size), each
+predicted in batches under torch.inference_mode, written atomically, and skipped on a re-run
+when it is already there with the right ids: an interrupted run resumes under any world size,
+and memory stays one shard whatever the dataset size. `finish_pseudo_labels`, called once after
+every rank is done, checks every shard against its input and writes summary.json, which marks
+the dataset complete.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from depth_core.data.input_shards import InputShard, input_shards
 from depth_core.data.manifest import finalize_dataset, is_dataset_complete
 from depth_core.data.shards import (
     ShardError,
@@ -90,16 +92,129 @@ def label_images(
     )
 
 
-def _select(
-    available: list[int], shard_indices: Iterable[int] | None, unlabeled_dir: Path
-) -> list[int]:
-    if shard_indices is None:
-        return available
-    chosen = sorted({int(i) for i in shard_indices})
-    missing = [i for i in chosen if i not in set(available)]
-    if missing:
-        raise ValueError(f"shard_indices {missing[:10]} are not shards of {unlabeled_dir}")
-    return chosen
+class PseudoLabelError(RuntimeError):
+    """A shard could not be labelled, or a finished labelling does not match its input."""
+
+
+def rank_shards(shards: list[InputShard], rank: int, world_size: int) -> list[InputShard]:
+    """The whole shards rank `rank` of `world_size` labels: every `world_size`-th, from `rank`."""
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not a rank of a world of size {world_size}")
+    return shards[rank::world_size]
+
+
+def label_shards(
+    checkpoint: str | Path,
+    unlabeled_dir: str | Path,
+    out_dir: str | Path,
+    batch_size: int = 32,
+    device: str | torch.device = "auto",
+    amp: str = DEFAULT_AMP,
+    flip_tta: bool = False,
+    scales: Sequence[float] = (1.0,),
+    rank: int = 0,
+    world_size: int = 1,
+    progress: bool = True,
+) -> dict[str, float | str]:
+    """Label this rank's shards of `unlabeled_dir` with the model at `checkpoint` (a
+    depth-distill .safetensors file, a local Hugging Face folder or an ONNX export).
+
+    `flip_tta` and `scales` (input resize factors, averaged) are test-time augmentation: the
+    labels can be better than one plain forward pass of the teacher. The model is loaded and
+    run as `depth-distill predict` runs it (`depth_core.inference`), in `amp` ("auto": bf16
+    where native). A shard that fails raises PseudoLabelError naming it.
+
+    Returns n_images (labelled now), n_shards_written, n_shards_skipped, nan_count (non-finite
+    predicted pixels, stored as-is and masked by the dataset), images_per_second, bf16 (1/0)
+    and amp (the precision it ran in).
+    """
+    unlabeled_dir, out_dir = Path(unlabeled_dir), Path(out_dir)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    scales = check_scales(scales)
+    if not is_dataset_complete(unlabeled_dir):
+        raise FileNotFoundError(f"{unlabeled_dir} is not a complete dataset (no summary.json)")
+    mine = rank_shards(input_shards(unlabeled_dir), rank, world_size)
+    loaded = load_for_inference(checkpoint, device, amp)
+    model, device, amp = loaded.model, loaded.device, loaded.amp
+    clean_temp_files(out_dir, [shard.index for shard in mine])
+
+    written = skipped = n_images = nan_count = 0
+    seconds = 0.0
+    for shard in tqdm(
+        mine, desc=f"pseudo-labels (rank {rank})", unit="shard", disable=not progress
+    ):
+        try:
+            ids, images = shard.read()
+            target = shard_path(out_dir, shard.index)
+            if is_complete(target) and _has_ids(target, ids):
+                skipped += 1
+                continue
+            start = time.perf_counter()
+            disparity = label_images(model, images, batch_size, device, amp, flip_tta, scales)
+            seconds += time.perf_counter() - start
+            stored = to_float16_labels(disparity)
+            write_shard(target, {"id": ids, "disparity": stored})
+        except Exception as error:
+            raise PseudoLabelError(f"shard {shard.index} ({shard.source}): {error}") from error
+        nan_count += int((~np.isfinite(stored)).sum())
+        written += 1
+        n_images += len(stored)
+    return {
+        "n_images": float(n_images),
+        "n_shards_written": float(written),
+        "n_shards_skipped": float(skipped),
+        "nan_count": float(nan_count),
+        "images_per_second": n_images / seconds if seconds > 0 else 0.0,
+        "bf16": float(amp == "bf16"),
+        "amp": amp,
+    }
+
+
+def finish_pseudo_labels(
+    unlabeled_dir: str | Path, out_dir: str | Path, parameters: dict
+) -> dict[str, float]:
+    """Once every rank is done: check that each input shard has its pseudo shard, holding
+    exactly its ids, drop shards of images that no longer exist, and write summary.json.
+
+    Raises PseudoLabelError naming the first shard that is missing or does not match, and then
+    writes nothing: summary.json never appears before every shard is there.
+    """
+    unlabeled_dir, out_dir = Path(unlabeled_dir), Path(out_dir)
+    shards = input_shards(unlabeled_dir)
+    for shard in shards:
+        target = shard_path(out_dir, shard.index)
+        if not is_complete(target):
+            raise PseudoLabelError(
+                f"shard {shard.index} ({shard.source}): no pseudo-labels {target}"
+            )
+        if not _has_ids(target, shard.read_ids()):
+            raise PseudoLabelError(
+                f"shard {shard.index} ({shard.source}): {target} labels other images"
+            )
+    known = {shard.index for shard in shards}
+    for stale in list_shards(out_dir):
+        if shard_index(stale) not in known:
+            stale.unlink()
+    finalize_dataset(out_dir, parameters=parameters)
+    return {"complete": 1.0}
+
+
+def labelling_parameters(
+    checkpoint: str | Path,
+    unlabeled_dir: str | Path,
+    flip_tta: bool,
+    scales: Sequence[float],
+    amp: str,
+) -> dict:
+    """What summary.json records of how the labels were made (nothing of who made them)."""
+    return {
+        "checkpoint": str(checkpoint),
+        "unlabeled_dir": str(unlabeled_dir),
+        "flip_tta": flip_tta,
+        "scales": list(check_scales(scales)),
+        "amp": amp,
+    }
 
 
 def generate_pseudo_labels(
@@ -110,73 +225,22 @@ def generate_pseudo_labels(
     device: str | torch.device = "auto",
     amp: str = DEFAULT_AMP,
     flip_tta: bool = False,
-    shard_indices: Iterable[int] | None = None,
     progress: bool = True,
     scales: Sequence[float] = (1.0,),
 ) -> dict[str, float]:
-    """Label the (selected) shards of `unlabeled_dir` with the model at `checkpoint`: a
-    depth-distill .safetensors file or a local Hugging Face depth-estimation folder.
-
-    `flip_tta` and `scales` (input resize factors, averaged) are test-time augmentation: the
-    labels can be better than one plain forward pass of the teacher. The model is loaded and
-    run as `depth-distill predict` runs it (`depth_core.inference`), in `amp` ("auto": bf16
-    where native).
-
-    Returns n_images (labelled now), n_shards_written, n_shards_skipped, nan_count (non-finite
-    predicted pixels, stored as-is and masked by the dataset), images_per_second, bf16 (1/0)
-    and complete (1 when every shard exists and summary.json was written).
-    """
-    unlabeled_dir, out_dir = Path(unlabeled_dir), Path(out_dir)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    scales = check_scales(scales)
-    if not is_dataset_complete(unlabeled_dir):
-        raise FileNotFoundError(f"{unlabeled_dir} is not a complete dataset (no summary.json)")
-    loaded = load_for_inference(checkpoint, device, amp)
-    model, device, amp = loaded.model, loaded.device, loaded.amp
-    sources = {shard_index(p): p for p in list_shards(unlabeled_dir)}
-    selected = _select(sorted(sources), shard_indices, unlabeled_dir)
-    clean_temp_files(out_dir, selected)
-    if shard_indices is None:  # a full run also drops shards of images that no longer exist
-        for stale in list_shards(out_dir):
-            if shard_index(stale) not in sources:
-                stale.unlink()
-
-    written = skipped = n_images = nan_count = 0
-    seconds = 0.0
-    for index in tqdm(selected, desc="pseudo-labels", unit="shard", disable=not progress):
-        arrays = read_shard(sources[index], ["id", "image"])
-        target = shard_path(out_dir, index)
-        if is_complete(target) and _has_ids(target, arrays["id"]):
-            skipped += 1
-            continue
-        start = time.perf_counter()
-        disparity = label_images(model, arrays["image"], batch_size, device, amp, flip_tta, scales)
-        seconds += time.perf_counter() - start
-        stored = to_float16_labels(disparity)
-        nan_count += int((~np.isfinite(stored)).sum())
-        write_shard(target, {"id": arrays["id"], "disparity": stored})
-        written += 1
-        n_images += len(stored)
-
-    complete = all(shard_path(out_dir, i).exists() for i in sources)
-    if complete and (written or not is_dataset_complete(out_dir)):
-        finalize_dataset(
-            out_dir,
-            parameters={
-                "checkpoint": str(checkpoint),
-                "unlabeled_dir": str(unlabeled_dir),
-                "flip_tta": flip_tta,
-                "scales": list(scales),
-                "amp": amp,
-            },
-        )
-    return {
-        "n_images": float(n_images),
-        "n_shards_written": float(written),
-        "n_shards_skipped": float(skipped),
-        "nan_count": float(nan_count),
-        "images_per_second": n_images / seconds if seconds > 0 else 0.0,
-        "bf16": float(amp == "bf16"),
-        "complete": float(complete),
-    }
+    """Label every shard in this process, then finish the dataset: `label_shards` as the only
+    rank, then `finish_pseudo_labels`. Returns label_shards' figures and complete (1)."""
+    stats = label_shards(
+        checkpoint,
+        unlabeled_dir,
+        out_dir,
+        batch_size,
+        device,
+        amp,
+        flip_tta,
+        scales,
+        progress=progress,
+    )
+    amp_used = str(stats.pop("amp"))
+    parameters = labelling_parameters(checkpoint, unlabeled_dir, flip_tta, scales, amp_used)
+    return {**stats, **finish_pseudo_labels(unlabeled_dir, out_dir, parameters)}

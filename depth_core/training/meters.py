@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 import torch
 
-from depth_core.training import distributed as dist_utils
+from depth_core import distributed as dist_utils
 
 # The scalars every training step reports, in the order of `StepOutcome.values`.
 STEP_KEYS = ("train/loss", "train/ssi", "train/gradient", "train/grad_norm")

@@ -36,6 +36,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from depth_core import distributed as dist_utils
 from depth_core.atomic_io import write_json
 from depth_core.data.augment import build_augment
 from depth_core.data.dataset import (
@@ -52,7 +53,6 @@ from depth_core.models import build_model, save_checkpoint
 from depth_core.models.checkpoint import CHECKPOINT_FILE
 from depth_core.plots import plot_epoch_metrics, plot_loss_curve
 from depth_core.samples_picture import samples_picture
-from depth_core.training import distributed as dist_utils
 from depth_core.training.checkpointing import load_train_state, restore_rng, save_train_state
 from depth_core.training.config import PerturbConfig, TrainConfig, TrainLossConfig
 from depth_core.training.meters import STEP_KEYS, Stopwatch, TrainMeters

@@ -19,30 +19,31 @@ same instance through `depth-distill dagster-report` and the `dvc_runs` sensor
 orchestration.dagster_app.config) are experiments: they write under experiments/<name>/.
 """
 
-from pathlib import Path
 from typing import NamedTuple
 
 import dagster as dg
 from dagster import AssetExecutionContext
 
 from orchestration.dagster_app.checks import asset_checks
-from orchestration.dagster_app.dvc_lock import LOCK_TAG, LockState, lock_state
 from orchestration.dagster_app.lineage import AssetStage, code_version, lineage
 from orchestration.dagster_app.metadata import stage_metadata
 from orchestration.dagster_app.pipeline import REPO_ROOT, PipelineResource
+from orchestration.dagster_app.pipes import run_through_pipes
 from orchestration.dagster_app.report import dvc_runs
-from orchestration.lineage.dvc_sync import DvcError, commit_stage, is_dvc_repo
-from orchestration.lineage.locks import output_lock
+from orchestration.lineage.dvc_lock import LOCK_TAG, LockState
+from orchestration.lineage.dvc_sync import DvcError
 from orchestration.lineage.stage_id import StageId
 from orchestration.params.schema import Params, TeacherParams, load_params
+from orchestration.stages import registry
 from orchestration.stages.base import StageContext, StageResult
-from orchestration.stages.registry import run_stage
+from orchestration.stages.registry import LAUNCHED_STAGES
 
 
 def run_and_commit(
     context: AssetExecutionContext, pipeline: PipelineResource, stage: StageId
 ) -> tuple[StageResult, LockState | None]:
-    """Run the stage; on the default lineage, record it in DVC and return what dvc.lock holds."""
+    """Run the stage in this process; on the default lineage, record it in DVC and return what
+    dvc.lock holds."""
     paths = pipeline.paths(context.run_id)
     ctx = StageContext(
         params=pipeline.params(),
@@ -52,18 +53,10 @@ def run_and_commit(
         experiment=pipeline.experiment_name(context.run_id),
     )
     context.log.info(f"stage {stage.dvc} -> {paths.root}")
-    state = None
-    root = Path(pipeline.root)
-    # The outputs stay locked until DVC has recorded them: no other runner writes in between.
-    with output_lock(paths.root, stage.record, "dagster"):
-        result = run_stage(stage.stage, ctx, student=stage.student)
-        if not paths.is_experiment and pipeline.commit_to_dvc and is_dvc_repo(root):
-            try:
-                commit_stage(root, stage.dvc)
-            except DvcError as exc:  # DVC and Dagster would disagree: not a success
-                raise dg.Failure(description=str(exc)) from exc
-            state = lock_state(root, stage.dvc)
-    return result, state
+    try:
+        return registry.run_and_commit(stage, ctx, pipeline.commit_to_dvc)
+    except DvcError as exc:  # DVC and Dagster would disagree: not a success
+        raise dg.Failure(description=str(exc)) from exc
 
 
 def _materialize(
@@ -187,6 +180,9 @@ def _presentation(spec: AssetStage, params: Params | None) -> dict:
 
 
 def _stage_asset(spec: AssetStage, params: Params | None) -> dg.AssetsDefinition:
+    if spec.stage in LAUNCHED_STAGES:
+        return _launched_asset(spec, params)
+
     @dg.asset(
         name=spec.key,
         deps=list(spec.deps),
@@ -199,11 +195,37 @@ def _stage_asset(spec: AssetStage, params: Params | None) -> dg.AssetsDefinition
     return _asset
 
 
+def _launched_asset(spec: AssetStage, params: Params | None) -> dg.AssetsDefinition:
+    """A heavy stage: `depth-distill stage NAME` through the `pipes` client, so it runs under
+    DEPTH_DISTILL_LAUNCHER here, or on other compute with another Pipes client."""
+
+    @dg.asset(
+        name=spec.key,
+        deps=list(spec.deps),
+        code_version=code_version(spec, params),
+        **_presentation(spec, params),
+    )
+    def _asset(
+        context: AssetExecutionContext,
+        pipeline: PipelineResource,
+        pipes: dg.PipesSubprocessClient,
+    ):
+        return run_through_pipes(context, pipeline, pipes, spec.id)
+
+    return _asset
+
+
 def _default_params() -> Params | None:
     try:
         return load_params(REPO_ROOT / "params.yaml")
     except Exception:  # noqa: BLE001 - the UI must still load; the run reports the error
         return None
+
+
+def lineage_resources(pipeline: PipelineResource | None = None) -> dict:
+    """The resources every asset needs: where the lineage lives, and the Pipes client that
+    launches the heavy stages (swap it to send them to other compute)."""
+    return {"pipeline": pipeline or PipelineResource(), "pipes": dg.PipesSubprocessClient()}
 
 
 def build_definitions(
@@ -227,7 +249,7 @@ def build_definitions(
         asset_checks=[check for spec in specs for check in asset_checks(spec)],
         jobs=[lineage_job, checks_job],
         sensors=[dvc_runs],
-        resources={"pipeline": pipeline or PipelineResource()},
+        resources=lineage_resources(pipeline),
         executor=dg.in_process_executor,
     )
 

@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from orchestration.dagster_app.dvc_lock import declared_params
+from orchestration.lineage.dvc_lock import declared_params
 from orchestration.lineage.fingerprints import code_digest
 from orchestration.lineage.stage_id import StageId, expert_student
 

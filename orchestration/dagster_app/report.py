@@ -32,10 +32,10 @@ from dagster._core.definitions.data_version import (
 from dagster._core.instance.ref import InstanceRef
 
 from orchestration.dagster_app.checks import checks_for
-from orchestration.dagster_app.dvc_lock import LOCK_TAG, LockState, lock_state
 from orchestration.dagster_app.lineage import AssetStage, code_version, lineage
 from orchestration.dagster_app.metadata import stage_metadata
 from orchestration.dagster_app.pipeline import PipelineResource
+from orchestration.lineage.dvc_lock import LOCK_TAG, LockState, lock_state
 from orchestration.lineage.paths import LineagePaths, default_paths
 from orchestration.lineage.records import RECORD_SUFFIX, read_record
 from orchestration.params.schema import Params, load_params

@@ -7,11 +7,14 @@ assets all call `run_stage`, which holds an exclusive lock on the stage's output
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
+from orchestration.lineage.dvc_lock import LockState, lock_state
+from orchestration.lineage.dvc_sync import commit_stage, is_dvc_repo
 from orchestration.lineage.locks import output_lock
 from orchestration.lineage.stage_id import PER_STUDENT, StageId
 from orchestration.stages.agreement import stage_agreement
-from orchestration.stages.base import StageContext, StageResult
+from orchestration.stages.base import StageContext, StageResult, distributed_rank
 from orchestration.stages.data import stage_labeled_data, stage_target_eval, stage_unlabeled_images
 from orchestration.stages.export import stage_export
 from orchestration.stages.pseudo_labels import stage_pseudo_labels
@@ -32,6 +35,17 @@ STAGE_FUNCTIONS: dict[str, Callable[..., StageResult]] = {
     "zeroshot_report": stage_zeroshot_report,
 }
 STAGE_NAMES = tuple(STAGE_FUNCTIONS)
+# The heavy stages: they run under DEPTH_DISTILL_LAUNCHER (torchrun, srun) when it is set, and
+# Dagster runs them through Pipes (orchestration.dagster_app.pipes).
+LAUNCHED_STAGES = ("teacher", "pseudo_labels", "student")
+
+
+def _outputs_lock(ctx: StageContext, stage: StageId) -> AbstractContextManager:
+    """The lock on the stage's outputs; under torchrun rank 0 holds it for every rank (the
+    others write only what rank 0 hands them, e.g. their own pseudo-label shards)."""
+    if distributed_rank() > 0:
+        return nullcontext()
+    return output_lock(ctx.paths.root, stage.record, ctx.runner)
 
 
 def run_stage(name: str, ctx: StageContext, student: str | None = None) -> StageResult:
@@ -39,7 +53,23 @@ def run_stage(name: str, ctx: StageContext, student: str | None = None) -> Stage
     if name not in STAGE_FUNCTIONS:
         raise KeyError(f"unknown stage {name!r}; stages: {', '.join(STAGE_NAMES)}")
     stage = StageId(name, student if name in PER_STUDENT else None)
-    with output_lock(ctx.paths.root, stage.record, ctx.runner):
+    with _outputs_lock(ctx, stage):
         if stage.student:
             return STAGE_FUNCTIONS[name](ctx, stage.student)
         return STAGE_FUNCTIONS[name](ctx)
+
+
+def run_and_commit(
+    stage: StageId, ctx: StageContext, commit: bool = True
+) -> tuple[StageResult, LockState | None]:
+    """Run the stage and, on the default lineage of a DVC repository, `dvc commit` it while its
+    outputs are still locked (no other runner writes in between), so DVC and Dagster agree on
+    what is up to date; returns what dvc.lock then holds (None when nothing was committed).
+    A failed commit raises `DvcError` with DVC's reason."""
+    root = ctx.paths.root
+    with _outputs_lock(ctx, stage):
+        result = run_stage(stage.stage, ctx, student=stage.student)
+        if not commit or ctx.paths.is_experiment or distributed_rank() > 0 or not is_dvc_repo(root):
+            return result, None
+        commit_stage(root, stage.dvc)
+        return result, lock_state(root, stage.dvc)

@@ -1,4 +1,5 @@
-"""Pseudo-labelling: one float16 shard per unlabeled shard, resumable, splittable, flip TTA."""
+"""Pseudo-labelling: one float16 shard per unlabeled shard, resumable, split by whole shards
+across ranks, checked before the dataset is sealed, flip TTA."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ from depth_core.data.manifest import finalize_dataset, is_dataset_complete, read
 from depth_core.data.shards import list_shards, read_shard, shard_path, write_shard
 from depth_core.inference import predict_disparity
 from depth_core.models import ModelConfig, build_model, save_checkpoint
-from depth_core.pseudo_label import LABEL_PEAK, generate_pseudo_labels, to_float16_labels
+from depth_core.pseudo_label import (
+    LABEL_PEAK,
+    PseudoLabelError,
+    finish_pseudo_labels,
+    generate_pseudo_labels,
+    label_shards,
+    rank_shards,
+    to_float16_labels,
+)
 from tests.helpers import TINY_VIT
 
 
@@ -62,6 +71,15 @@ def _run(setup, out, **kwargs):
     return generate_pseudo_labels(setup["checkpoint"], setup["unlabeled"], out, **values)
 
 
+def _label(setup, out, rank=0, world_size=1, **kwargs):
+    """One rank's part only (nothing sealed): rank 0 of 3 labels shard 0 of the 3 shards."""
+    values = {"batch_size": 3, "device": "cpu", "amp": "fp32", "flip_tta": False, "progress": False}
+    values.update(kwargs)
+    return label_shards(
+        setup["checkpoint"], setup["unlabeled"], out, rank=rank, world_size=world_size, **values
+    )
+
+
 def test_one_float16_shard_per_unlabeled_shard(setup, tmp_path):
     stats = _run(setup, tmp_path / "p")
     assert stats["n_images"] == 10 and stats["n_shards_written"] == 3 and stats["nan_count"] == 0
@@ -101,20 +119,49 @@ def test_rerun_skips_done_shards_and_redoes_missing_ones(setup, tmp_path):
     assert list(read_shard(shard_path(out, 2))["id"]) == ["u8", "u9"]
 
 
-def test_shard_subsets_for_parallel_workers(setup, tmp_path):
+def test_ranks_label_whole_disjoint_shards_and_the_finish_checks_them(setup, tmp_path):
     out = tmp_path / "p"
-    first = _run(setup, out, shard_indices=[0, 2])
-    assert first["n_shards_written"] == 2 and first["complete"] == 0
-    assert not is_dataset_complete(out)
-    second = _run(setup, out, shard_indices=[1])
-    assert second["n_shards_written"] == 1 and second["complete"] == 1
-    assert is_dataset_complete(out)
-    with pytest.raises(ValueError, match="shard_indices"):
-        _run(setup, out, shard_indices=[7])
+    first = _label(setup, out, rank=0, world_size=2)  # shards 0 and 2
+    assert first["n_shards_written"] == 2 and not is_dataset_complete(out)
+    with pytest.raises(PseudoLabelError, match="shard 1 .*no pseudo-labels"):
+        finish_pseudo_labels(setup["unlabeled"], out, {})
+    assert not is_dataset_complete(out), "summary.json before every shard is there"
+    second = _label(setup, out, rank=1, world_size=2)
+    assert second["n_shards_written"] == 1
+    finish_pseudo_labels(setup["unlabeled"], out, {"k": 1})
+    assert is_dataset_complete(out) and read_summary(out)["parameters"] == {"k": 1}
+    reference = tmp_path / "one"
+    _run(setup, reference)
+    for index in range(3):
+        assert shard_path(out, index).read_bytes() == shard_path(reference, index).read_bytes()
+    with pytest.raises(ValueError, match="rank 2"):
+        rank_shards([], 2, 2)
+
+
+def test_a_finished_labelling_of_other_images_is_not_sealed(setup, tmp_path):
+    out = tmp_path / "p"
+    _run(setup, out)
+    write_shard(
+        shard_path(out, 1),
+        {"id": np.array(["x"]), "disparity": np.zeros((1, 32, 32), np.float16)},
+    )
+    with pytest.raises(PseudoLabelError, match="shard 1 .*labels other images"):
+        finish_pseudo_labels(setup["unlabeled"], out, {})
+
+
+def test_a_failing_shard_is_named(setup, tmp_path, monkeypatch):
+    from depth_core import pseudo_label
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(pseudo_label, "label_images", broken)
+    with pytest.raises(PseudoLabelError, match=r"shard 0 \(.*shard-000000.npz\): out of memory"):
+        _label(setup, tmp_path / "p")
 
 
 def test_flip_tta_averages_the_mirrored_prediction(setup, tmp_path):
-    _run(setup, tmp_path / "tta", flip_tta=True, shard_indices=[0])
+    _label(setup, tmp_path / "tta", world_size=3, flip_tta=True)
     got = read_shard(shard_path(tmp_path / "tta", 0))["disparity"].astype(np.float32)
     model, images = setup["model"], setup["images"][:4]
     with torch.inference_mode():
@@ -138,13 +185,13 @@ def test_multi_scale_labels_are_recorded_and_differ_from_one_scale(setup, tmp_pa
 
 def _run_dir(setup, tmp_path):
     out = tmp_path / "plain"
-    _run(setup, out, shard_indices=[0])
+    _label(setup, out, world_size=3)
     return out
 
 
 def test_bf16_labels_close_to_fp32(setup, tmp_path):
-    _run(setup, tmp_path / "fp32", shard_indices=[0])
-    stats = _run(setup, tmp_path / "bf16", shard_indices=[0], amp="bf16")
+    _label(setup, tmp_path / "fp32", world_size=3)
+    stats = _label(setup, tmp_path / "bf16", world_size=3, amp="bf16")
     assert stats["bf16"] == 1.0
     a = read_shard(shard_path(tmp_path / "fp32", 0))["disparity"].astype(np.float32)
     b = read_shard(shard_path(tmp_path / "bf16", 0))["disparity"].astype(np.float32)
@@ -170,12 +217,11 @@ def test_bf16_labels_with_a_batch_norm_teacher(setup, tmp_path):
         "device": "cpu",
         "flip_tta": False,
         "progress": False,
-        "shard_indices": [0],
+        "rank": 0,
+        "world_size": 3,
     }
-    generate_pseudo_labels(checkpoint, setup["unlabeled"], tmp_path / "fp32", amp="fp32", **values)
-    stats = generate_pseudo_labels(
-        checkpoint, setup["unlabeled"], tmp_path / "bf16", amp="bf16", **values
-    )
+    label_shards(checkpoint, setup["unlabeled"], tmp_path / "fp32", amp="fp32", **values)
+    stats = label_shards(checkpoint, setup["unlabeled"], tmp_path / "bf16", amp="bf16", **values)
     assert stats["nan_count"] == 0
     a = read_shard(shard_path(tmp_path / "fp32", 0))["disparity"].astype(np.float32)
     b = read_shard(shard_path(tmp_path / "bf16", 0))["disparity"].astype(np.float32)

@@ -54,14 +54,18 @@ def _assert_dvc_clean(root: Path) -> None:
 def test_dagster_in_process_materialisation_keeps_dvc_clean(project_copy: Path):
     import dagster as dg
 
-    from orchestration.dagster_app.definitions import PipelineResource, build_definitions
+    from orchestration.dagster_app.definitions import (
+        PipelineResource,
+        build_definitions,
+        lineage_resources,
+    )
     from orchestration.params.schema import load_params
 
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     defs = build_definitions(load_params(project_copy / "params.yaml"))
     result = dg.materialize(
         [*defs.assets, *defs.asset_checks],
-        resources={"pipeline": PipelineResource(root=str(project_copy))},
+        resources=lineage_resources(PipelineResource(root=str(project_copy))),
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success

@@ -7,7 +7,8 @@ import torch
 from depth_core.models import ModelConfig, build_model, save_checkpoint
 from orchestration.lineage import fingerprints
 from orchestration.lineage.paths import default_paths
-from orchestration.stages.base import StageContext, base, pseudo_labels
+from orchestration.stages import base, pseudo_labels
+from orchestration.stages.base import StageContext
 from orchestration.stages.pseudo_labels import stage_pseudo_labels
 from tests.depth_core.training.conftest import make_dataset
 from tests.helpers import TINY_VIT, smoke_params

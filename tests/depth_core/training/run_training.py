@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
+from depth_core.distributed import parameter_checksum
 from depth_core.training import TrainConfig, train
-from depth_core.training.distributed import parameter_checksum
 
 
 def main(spec_path: str) -> None:

@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch import nn
 
+from depth_core import distributed as dist_utils
 from depth_core.models.checkpoint import CHECKPOINT_FILE
-from depth_core.training import distributed as dist_utils
 
 HERE = Path(__file__).parent
 

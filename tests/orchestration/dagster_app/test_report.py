@@ -18,10 +18,14 @@ from dagster._core.definitions.data_version import (
 from dagster._core.loader import LoadingContextForTest
 
 from orchestration.dagster_app.checks import checks_for
-from orchestration.dagster_app.definitions import PipelineResource, build_definitions
-from orchestration.dagster_app.dvc_lock import lock_state
+from orchestration.dagster_app.definitions import (
+    PipelineResource,
+    build_definitions,
+    lineage_resources,
+)
 from orchestration.dagster_app.lineage import lineage
 from orchestration.dagster_app.report import dvc_runs, instance_for
+from orchestration.lineage.dvc_lock import lock_state
 from orchestration.params.schema import load_params
 from tests.orchestration.conftest import BIN, make_project_copy, run
 
@@ -143,7 +147,7 @@ def test_a_dagster_run_carries_the_same_metadata_and_is_not_reported_again(
         result = dg.materialize(
             [*defs.assets, *defs.asset_checks],
             selection=dg.AssetSelection.assets("teacher_checkpoint"),
-            resources={"pipeline": PipelineResource(root=str(root))},
+            resources=lineage_resources(PipelineResource(root=str(root))),
             instance=instance,
         )
         assert result.success

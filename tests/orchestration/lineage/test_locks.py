@@ -9,9 +9,11 @@ from types import SimpleNamespace
 import pytest
 
 from orchestration.dagster_app import definitions
+from orchestration.lineage.dvc_sync import DvcError
 from orchestration.lineage.locks import OutputsBusy, output_lock
 from orchestration.lineage.paths import default_paths
 from orchestration.lineage.stage_id import StageId
+from orchestration.stages import registry
 from orchestration.stages.base import StageContext
 from orchestration.stages.registry import run_stage
 from tests.helpers import REPO, smoke_params
@@ -74,12 +76,12 @@ def test_a_failed_dvc_commit_fails_the_asset_with_dvcs_reason(tmp_path, monkeypa
 
     (tmp_path / ".dvc").mkdir()
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
-    monkeypatch.setattr(definitions, "run_stage", lambda *a, **k: SimpleNamespace())
+    monkeypatch.setattr(registry, "run_stage", lambda *a, **k: SimpleNamespace())
 
     def failing_commit(root, stage):
-        raise definitions.DvcError(f"dvc commit {stage} failed (exit status 255): not in cache")
+        raise DvcError(f"dvc commit {stage} failed (exit status 255): not in cache")
 
-    monkeypatch.setattr(definitions, "commit_stage", failing_commit)
+    monkeypatch.setattr(registry, "commit_stage", failing_commit)
     pipeline = SimpleNamespace(
         root=str(tmp_path),
         commit_to_dvc=True,

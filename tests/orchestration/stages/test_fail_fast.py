@@ -10,7 +10,8 @@ import torch
 from depth_core.models import ModelConfig
 from orchestration.lineage.paths import default_paths
 from orchestration.params.schema import ParamsError, parse_params
-from orchestration.stages.base import StageContext, training
+from orchestration.stages import training
+from orchestration.stages.base import StageContext
 from orchestration.stages.teacher import stage_teacher
 from tests.helpers import TINY_VIT, smoke_params, smoke_raw
 

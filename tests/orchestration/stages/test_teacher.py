@@ -155,7 +155,11 @@ def test_transformers_teacher_through_the_lineage_in_dagster(trained_teacher, sm
     pytest.importorskip("transformers")
     import dagster as dg
 
-    from orchestration.dagster_app.definitions import PipelineResource, build_definitions
+    from orchestration.dagster_app.definitions import (
+        PipelineResource,
+        build_definitions,
+        lineage_resources,
+    )
 
     trained, _ = trained_teacher
     folder = save_tiny_depth_anything(tmp_path / "depth-anything-tiny")
@@ -163,7 +167,7 @@ def test_transformers_teacher_through_the_lineage_in_dagster(trained_teacher, sm
     defs = build_definitions(load_params(root / "params.yaml"))
     result = dg.materialize(
         [*defs.assets, *defs.asset_checks],
-        resources={"pipeline": PipelineResource(root=str(root), commit_to_dvc=False)},
+        resources=lineage_resources(PipelineResource(root=str(root), commit_to_dvc=False)),
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success

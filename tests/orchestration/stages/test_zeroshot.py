@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from depth_core.models import build_model, save_checkpoint
-from orchestration.commands import benchmark as benchmark_command
+from orchestration.commands import zeroshot as zeroshot_command
 from orchestration.lineage.paths import default_paths
 from orchestration.params.schema import parse_params
 from orchestration.stages.base import StageContext
@@ -81,7 +81,7 @@ def test_every_model_is_scored_on_every_benchmark_and_a_missing_root_is_skipped(
     assert "- teacher scannet: skipped 2 (corrupt 1, missing 1), see skipped_files.json" in summary
     skipped = json.loads((report / "skipped_files.json").read_text())
     assert sorted(e["code"] for e in skipped["teacher"]["scannet"]) == ["corrupt", "missing"]
-    assert (report / "benchmarks.png").stat().st_size > 0
+    assert (report / "zeroshot.png").stat().st_size > 0
     assert result.pictures == {"zeroshot": report / "zeroshot.png"}
     assert "skipping nyu (zeroshot.roots.nyu)" in capsys.readouterr().err
     assert result.info["teacher_path"].endswith("models/teacher/model.safetensors")
@@ -95,7 +95,7 @@ def test_the_stage_scores_a_model_as_the_benchmark_command_does(lineage_models, 
     argv = ["zeroshot", "--checkpoint", str(teacher), "--suite", "scannet", "da2k", "--json"]
     argv += [str(tmp_path / "cli.json"), "--device", "cpu", "--quiet"]
     argv += [f"--root=scannet={roots['scannet']}", f"--root=da2k={roots['da2k']}"]
-    assert run_command(benchmark_command, argv) == 0
+    assert run_command(zeroshot_command, argv) == 0
     cli = json.loads((tmp_path / "cli.json").read_text())[str(teacher)]
     for bench, values in cli.items():
         for key, value in values.items():
@@ -125,7 +125,7 @@ def test_each_model_logs_the_same_keys_on_its_own_run(lineage_models):
     } <= keys
     report_run = client.get_run(result.mlflow_run_id)
     assert report_run.data.tags["stage"] == "zeroshot_report"
-    assert report_run.data.params["benchmarks.batch_size"] == "4"
+    assert report_run.data.params["zeroshot.batch_size"] == "4"
     artifacts = {a.path for a in client.list_artifacts(result.mlflow_run_id, "zeroshot_report")}
     assert "zeroshot_report/summary.md" in artifacts and "zeroshot_report/zeroshot.png" in artifacts
 
@@ -154,7 +154,7 @@ def test_without_roots_the_stage_does_nothing_and_says_so(tmp_path, monkeypatch,
 def test_no_runnable_benchmark_is_an_error_naming_the_key(lineage_models):
     root, _, _ = lineage_models
     ctx = _context(root, {"roots": {"nyu": "missing", "kitti": "also_missing"}})
-    with pytest.raises(FileNotFoundError, match=r"benchmarks\.roots: none .*\(nyu: root"):
+    with pytest.raises(FileNotFoundError, match=r"zeroshot\.roots: none .*\(nyu: root"):
         run_stage("zeroshot_report", ctx)
 
 
@@ -195,7 +195,11 @@ def test_the_dagster_asset_shows_the_table_and_passes_its_check(lineage_models):
     import dagster as dg
     import yaml
 
-    from orchestration.dagster_app.definitions import PipelineResource, build_definitions
+    from orchestration.dagster_app.definitions import (
+        PipelineResource,
+        build_definitions,
+        lineage_resources,
+    )
     from orchestration.params.schema import load_params
 
     root, roots, _ = lineage_models
@@ -205,7 +209,7 @@ def test_the_dagster_asset_shows_the_table_and_passes_its_check(lineage_models):
     result = dg.materialize(
         [*defs.assets, *defs.asset_checks],
         selection=dg.AssetSelection.assets("zeroshot_report"),
-        resources={"pipeline": PipelineResource(root=str(root), commit_to_dvc=False)},
+        resources=lineage_resources(PipelineResource(root=str(root), commit_to_dvc=False)),
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success

@@ -8,8 +8,8 @@ import logging
 import dagster as dg
 import yaml
 
-from orchestration.dagster_app.dvc_lock import LOCK_TAG, lock_state
 from orchestration.dagster_app.report import report_dvc_runs
+from orchestration.lineage.dvc_lock import LOCK_TAG, lock_state
 from orchestration.lineage.paths import default_paths
 from orchestration.lineage.records import write_record
 from orchestration.stages.base import StageResult

@@ -1,14 +1,19 @@
-"""torchrun support: the same `train` call runs single-process or DistributedDataParallel.
+"""torchrun support: the same `train` or pseudo-labelling call runs single-process or across ranks.
 
 torchrun sets RANK / WORLD_SIZE / LOCAL_RANK; when they say more than one process, the process
-group is initialised (NCCL on CUDA, gloo on CPU), the model is wrapped in DDP, each rank reads
-its own slice of every epoch, and only rank 0 writes files or calls the logger.
+group is initialised (NCCL on CUDA, gloo on CPU). Training wraps the model in DDP and each rank
+reads its own slice of every epoch; pseudo-labelling gives each rank whole shards. Only rank 0
+writes shared files or calls the logger. Every collective waits at most the group's timeout
+(`DEPTH_DISTILL_RANK_TIMEOUT_S`, default 4 hours: a rank that finished its shards waits there
+for the slowest), so a rank that hangs fails the run instead of holding it forever.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -31,6 +36,22 @@ class DistContext:
         return self.rank == 0
 
 
+TIMEOUT_ENV = "DEPTH_DISTILL_RANK_TIMEOUT_S"
+DEFAULT_TIMEOUT_S = 4 * 3600
+
+
+def rank_timeout() -> timedelta:
+    """How long a collective (a barrier, a gather) waits for every rank."""
+    raw = os.environ.get(TIMEOUT_ENV, str(DEFAULT_TIMEOUT_S))
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise ValueError(f"{TIMEOUT_ENV}={raw!r}: expected a number of seconds") from None
+    if seconds <= 0:
+        raise ValueError(f"{TIMEOUT_ENV}={raw!r}: expected a positive number of seconds")
+    return timedelta(seconds=seconds)
+
+
 def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
 
@@ -46,7 +67,9 @@ def setup(device: torch.device) -> DistContext:
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(local_rank)
-        dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
+        dist.init_process_group(
+            backend=backend, rank=rank, world_size=world_size, timeout=rank_timeout()
+        )
     return DistContext(rank, local_rank, world_size, owns_group)
 
 
@@ -76,6 +99,15 @@ def unwrap(model: nn.Module) -> nn.Module:
 def barrier(ctx: DistContext) -> None:
     if ctx.enabled:
         dist.barrier()
+
+
+def gather_objects(value: Any, ctx: DistContext) -> list[Any]:
+    """Every rank's `value` (picklable), in rank order, on every rank."""
+    if not ctx.enabled:
+        return [value]
+    gathered: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(gathered, value)
+    return gathered
 
 
 def mean_across_ranks(

@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from orchestration.lineage.dvc_file import stage_outs, stage_params
+from orchestration.lineage.stage_id import StageId
 
 # Materialisation tag holding the digest of the dvc.lock entry the outputs were recorded under.
 LOCK_TAG = "depth-distill/dvc_lock"
@@ -31,24 +32,23 @@ class LockState:
     hashes: dict[str, str]
 
 
+def _parts(dvc_stage: str) -> tuple[str, str | None]:
+    stage = StageId.parse_dvc(dvc_stage)
+    return stage.stage, stage.student
+
+
 def _read_yaml(path: Path) -> dict:
     return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
 
 
-def _split(dvc_stage: str) -> tuple[str, str | None]:
-    """`name` or `name@key` (one stage of a foreach) -> (name, key)."""
-    name, _, key = dvc_stage.partition("@")
-    return name, key or None
-
-
 def declared_outs(dvc_stage: str) -> list[str]:
     """The stage's `outs` (its data or model; metrics and plots are reported as metadata)."""
-    return stage_outs(*_split(dvc_stage))
+    return stage_outs(*_parts(dvc_stage))
 
 
 def declared_params(dvc_stage: str) -> list[str]:
     """The params.yaml keys the stage's `params` list names."""
-    return stage_params(*_split(dvc_stage))
+    return stage_params(*_parts(dvc_stage))
 
 
 def lock_state(root: Path, dvc_stage: str) -> LockState | None:
