@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from depth_core.device import autocast, pick_device
 from depth_core.model_loading import load_depth_model, model_kind
 from depth_core.models.depth_model import DepthModel
+from depth_core.models.image_processing import ImageProcessing
 from depth_core.models.input_size import inference_size
 from depth_core.training.precision import resolve_precision
 
@@ -176,10 +177,10 @@ def _to_model_input(image: np.ndarray, size: tuple[int, int], device: torch.devi
     return x.clamp_(0.0, 1.0)
 
 
-def _flip_averaged(model: DepthModel, batch: torch.Tensor, flip_tta: bool) -> torch.Tensor:
+def _flip_averaged(predict, batch: torch.Tensor, flip_tta: bool) -> torch.Tensor:
     if not flip_tta:
-        return model(batch)
-    both = model(torch.cat([batch, batch.flip(-1)]))
+        return predict(batch)
+    both = predict(torch.cat([batch, batch.flip(-1)]))
     plain, flipped = both.chunk(2)
     return 0.5 * (plain + flipped.flip(-1))
 
@@ -187,7 +188,10 @@ def _flip_averaged(model: DepthModel, batch: torch.Tensor, flip_tta: bool) -> to
 def _predict_batch(
     model: DepthModel, batch: torch.Tensor, flip_tta: bool, scales: Sequence[float] = (1.0,)
 ) -> torch.Tensor:
-    """Mean prediction over input scales (each resized back to the batch's size) and flips."""
+    """Mean prediction over input scales and flips. A model with its own `processing` (a foreign
+    teacher) gives its raw output at the network's size (`predict_raw`), which `restore_prediction`
+    brings back its authors' way; other models give disparity at the batch's size."""
+    predict = model.predict_raw if _processing_of(model) is not None else model
     size = tuple(batch.shape[-2:])
     total = None
     for scale in scales:
@@ -197,9 +201,15 @@ def _predict_batch(
             x = F.interpolate(
                 batch, size=scaled, mode="bilinear", antialias=True, align_corners=False
             )
-        pred = _flip_averaged(model, x, flip_tta)
-        if tuple(pred.shape[-2:]) != size:
-            pred = F.interpolate(pred[:, None], size=size, mode="bilinear", align_corners=False)[
+        pred = _flip_averaged(predict, x, flip_tta)
+        if total is not None and pred.shape != total.shape:
+            target = tuple(total.shape[-2:])
+        elif total is None and predict is model and tuple(pred.shape[-2:]) != size:
+            target = size
+        else:
+            target = None
+        if target is not None:
+            pred = F.interpolate(pred[:, None], size=target, mode="bilinear", align_corners=False)[
                 :, 0
             ]
         total = pred if total is None else total + pred
@@ -216,12 +226,36 @@ def check_scales(scales: Sequence[float]) -> tuple[float, ...]:
     return scales
 
 
-class _Pending:
-    """One image of the read-ahead window: its original size and its reduced pixels."""
+def _processing_of(model) -> ImageProcessing | None:
+    """The resize in and out a foreign teacher's authors use, None for depth-distill models."""
+    return getattr(model, "processing", None)
 
-    def __init__(self, index: int, image: np.ndarray, img_size: int):
+
+class _Pending:
+    """One image of the read-ahead window: its original size and its (reduced) pixels. A model
+    with its own processing gets the full image, resized as its authors resize it."""
+
+    def __init__(self, index: int, image: np.ndarray, model: DepthModel):
         self.original = tuple(_check_image(index, image).shape[:2])
-        self.image = reduce_for_model(image, img_size)
+        own = _processing_of(model) is not None
+        self.image = image if own else reduce_for_model(image, model.config.img_size)
+
+
+def working_size(model: DepthModel, height: int, width: int) -> tuple[int, int]:
+    """The size `model` predicts at for an image of (height, width); images are batched by it."""
+    processing = _processing_of(model)
+    if processing is not None:
+        return processing.working_size(height, width)
+    return inference_size(height, width, model.config.img_size, model.input_multiple)
+
+
+def _model_input(
+    model: DepthModel, image: np.ndarray, size: tuple[int, int], device: torch.device
+) -> torch.Tensor:
+    processing = _processing_of(model)
+    if processing is not None:
+        return processing.prepare(image, size, device)
+    return _to_model_input(image, size, device)
 
 
 def _predict_window(
@@ -236,14 +270,13 @@ def _predict_window(
     """Model-size float predictions (on `device`) for one window, in window order."""
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)
     for position, pending in enumerate(window):
-        size = inference_size(*pending.original, model.config.img_size, model.input_multiple)
-        groups[size].append(position)
+        groups[working_size(model, *pending.original)].append(position)
 
     results: list[torch.Tensor | None] = [None] * len(window)
     for size, positions in groups.items():
         for start in range(0, len(positions), batch_size):
             chunk = positions[start : start + batch_size]
-            batch = torch.cat([_to_model_input(window[p].image, size, device) for p in chunk])
+            batch = torch.cat([_model_input(model, window[p].image, size, device) for p in chunk])
             with autocast(device, amp):
                 disparity = _predict_batch(model, batch, flip_tta, scales)
             for p, pred in zip(chunk, disparity.float()):
@@ -262,6 +295,18 @@ def resize_disparity(pred: torch.Tensor, original: tuple[int, int]) -> np.ndarra
             0, 0
         ]
     return pred.clamp_(min=0.0).cpu().numpy()
+
+
+def restore_prediction(
+    model: DepthModel, pred: torch.Tensor, original: tuple[int, int]
+) -> np.ndarray:
+    """One model-size prediction at its image's resolution as float32 disparity: a foreign
+    teacher's raw output its authors' way back, then to disparity; else `resize_disparity`."""
+    processing = _processing_of(model)
+    if processing is None:
+        return resize_disparity(pred, original)
+    restored = model.to_disparity(processing.restore(pred[None], original))[0]
+    return restored.float().clamp_(min=0.0).cpu().numpy()
 
 
 def iterate_predictions(
@@ -294,7 +339,7 @@ def iterate_predictions(
     was_training = model.training
     model.eval()
     try:
-        pending = (_Pending(i, image, model.config.img_size) for i, image in enumerate(images))
+        pending = (_Pending(i, image, model) for i, image in enumerate(images))
         while window := list(islice(pending, batch_size * WINDOW_BATCHES)):
             with torch.inference_mode():
                 predictions = _predict_window(
@@ -302,7 +347,7 @@ def iterate_predictions(
                 )
             for item, pred in zip(window, predictions):
                 with torch.inference_mode():  # not around the yield: the caller's code
-                    disparity = resize_disparity(pred, item.original)
+                    disparity = restore_prediction(model, pred, item.original)
                 yield disparity
     finally:
         model.train(was_training)

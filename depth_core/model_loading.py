@@ -1,6 +1,7 @@
 """One loader for every place a model is read from a path (inference, labelling, voting, CLI).
 
-A path is a depth-distill checkpoint (one .safetensors file that rebuilds its model), a
+A path is a depth-distill checkpoint (one .safetensors file that rebuilds its model), the
+authors' Depth Anything V1 / V2 .pth file (`depth_core.models.official_depth_anything`), a
 local Hugging Face depth-estimation folder (a directory with config.json), or a depth-distill
 ONNX export (an .onnx file, run by onnxruntime on the CPU). Training keeps
 `load_checkpoint`: it needs a DepthModel it can optimise.
@@ -20,6 +21,12 @@ from torch import nn
 
 from depth_core.export.runtime import load_onnx_model
 from depth_core.models.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_config
+from depth_core.models.official_depth_anything import (
+    detect_variant,
+    is_official_checkpoint,
+    load_official_model,
+    read_state,
+)
 from depth_core.models.transformers_teacher import (
     check_transformers_folder,
     load_transformers_model,
@@ -48,9 +55,14 @@ def check_model_path(path: str | os.PathLike, kind: ModelKind) -> Path:
     if kind == "checkpoint":
         if not path.is_file():
             raise CheckpointError(
-                path, "is a folder; a depth-distill .safetensors file is expected"
+                path,
+                "is a folder; a depth-distill .safetensors file or a Depth Anything .pth "
+                "file is expected",
             )
-        read_checkpoint_config(path)
+        if is_official_checkpoint(path):
+            detect_variant(read_state(path), path)
+        else:
+            read_checkpoint_config(path)
     elif kind == "transformers":
         check_transformers_folder(path)
     else:
@@ -73,4 +85,6 @@ def load_depth_model(
         return load_transformers_model(path, map_location)
     if kind == "onnx":
         return load_onnx_model(path)
+    if is_official_checkpoint(path):
+        return load_official_model(path, map_location)
     return load_checkpoint(path, map_location)

@@ -1,8 +1,8 @@
 """The working resolution a model predicts at, for an image of any size.
 
-`depth_core.inference` resizes images to it and a wrapped Hugging Face model
-(`transformers_teacher`) resizes to it inside forward, so after inference's resize the model's
-own is a no-op; both take it from here, below them.
+`depth_core.inference` resizes depth-distill models' images to it. Foreign teachers (a Hugging
+Face folder, the authors' .pth files) resize their own way instead
+(`depth_core.models.image_processing`).
 """
 
 from __future__ import annotations

@@ -4,9 +4,10 @@ Many users already hold a strong teacher as a local Hugging Face folder (config.
 preprocessor_config.json). `TransformersDepthModel` wraps it behind the contract of
 `DepthModel`: ``forward(image (B, 3, H, W) in [0, 1]) -> (B, H, W)`` non-negative float32
 disparity at the input size, with ``config.img_size`` and ``input_multiple`` for
-`depth_core.inference`. The folder's preprocessing (target size, size multiple, mean/std) is
-applied inside forward, and metric depth is inverted to disparity, so pseudo-labelling,
-evaluation and voting treat it like any trained model.
+`depth_core.inference`. The folder's processor is followed as transformers follows it
+(`depth_core.models.image_processing`: keep_aspect_ratio, ensure_multiple_of, resample, do_pad,
+the bicubic way back), and metric depth is inverted to disparity, so `predict`, evaluation,
+pseudo-labelling and voting get what transformers' depth-estimation pipeline gives.
 
 `transformers` is imported only when a folder is loaded; checking a folder reads JSON only.
 """
@@ -21,11 +22,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from depth_core.models.checkpoint import CheckpointError
-from depth_core.models.input_size import inference_size
+from depth_core.models.image_processing import RESAMPLE_MODES, ImageProcessing
 
 SUPPORTED_MODEL_TYPES = ("depth_anything", "dpt")
 CONFIG_FILE = "config.json"
@@ -49,14 +49,16 @@ class TransformersModelConfig:
     folder: str
     model_type: str
     depth_type: DepthType
-    img_size: int  # longer side of the working resolution (the processor's target size)
+    img_size: int  # longer side of the processor's target size
     multiple: tuple[int, int]  # working height and width are multiples of these (patch size)
     image_mean: tuple[float, float, float]
     image_std: tuple[float, float, float]
     input_scale: float  # pixel value of white after the processor's rescaling (1.0 normally)
+    processing: ImageProcessing  # the resize in and out
+    source: str = "transformers"
 
     def as_metadata(self) -> dict[str, Any]:
-        return {"source": "transformers", **asdict(self)}
+        return asdict(self)
 
 
 def _read_json(path: Path, folder: Path) -> dict[str, Any]:
@@ -139,16 +141,17 @@ def depth_type_of(hf_config) -> DepthType:
     return "relative"
 
 
-def _size_of(size: Any) -> int | None:
-    """The longer target side of an image processor's `size` entry."""
+def _target_size(size: Any) -> tuple[int, int] | None:
+    """(height, width) of an image processor's `size` entry; a lone edge means a square, which
+    with keep_aspect_ratio brings the side nearest it to it."""
     if isinstance(size, (int, float)):
-        return int(size)
+        return int(size), int(size)
     if isinstance(size, dict):
         if "height" in size and "width" in size:
-            return int(max(size["height"], size["width"]))
-        for key in ("longest_edge", "shortest_edge"):
+            return int(size["height"]), int(size["width"])
+        for key in ("shortest_edge", "longest_edge"):
             if key in size:
-                return int(size[key])
+                return int(size[key]), int(size[key])
     return None
 
 
@@ -160,15 +163,53 @@ def _config_image_size(hf_config) -> int | None:
     return None
 
 
+def _resample_of(processor: dict[str, Any], folder: Path) -> str:
+    code = processor.get("resample", 3)  # DPTImageProcessor's default: bicubic
+    if code not in RESAMPLE_MODES:
+        raise CheckpointError(
+            folder,
+            f"{PREPROCESSOR_FILE}: resample {code!r} is not supported "
+            f"(supported: {sorted(RESAMPLE_MODES)} = {list(RESAMPLE_MODES.values())})",
+        )
+    return RESAMPLE_MODES[code]
+
+
+def read_processing(folder: Path, hf_config) -> ImageProcessing:
+    """The folder's resize in and out, read as DPTImageProcessor reads preprocessor_config.json;
+    without that file, a square of the config's image_size, aspect kept, sides a multiple of
+    the patch."""
+    processor_file = folder / PREPROCESSOR_FILE
+    if not processor_file.is_file():
+        side = _config_image_size(hf_config) or DPT_DEFAULT_SIZE
+        patch = max(patch_size_of(hf_config))
+        return ImageProcessing("transformers", side, side, True, patch, "bicubic")
+    processor = _read_json(processor_file, folder)
+    target = _target_size(processor.get("size")) or (DPT_DEFAULT_SIZE, DPT_DEFAULT_SIZE)
+    pad_divisor = None
+    if processor.get("do_pad", False):
+        pad_divisor = int(processor.get("size_divisor") or 0) or None
+        if pad_divisor is None:
+            raise CheckpointError(folder, f"{PREPROCESSOR_FILE}: do_pad needs a size_divisor")
+    return ImageProcessing(
+        style="transformers",
+        height=target[0],
+        width=target[1],
+        keep_aspect_ratio=bool(processor.get("keep_aspect_ratio", False)),
+        multiple=int(processor.get("ensure_multiple_of") or 1),
+        resample=_resample_of(processor, folder),
+        do_resize=bool(processor.get("do_resize", True)),
+        pad_divisor=pad_divisor,
+    )
+
+
 def read_preprocessing(folder: Path, hf_config) -> TransformersModelConfig:
     """Working resolution and normalisation from preprocessor_config.json, else from the model
     config (image_size) and the DPT processor's defaults."""
     processor_file = folder / PREPROCESSOR_FILE
     processor = _read_json(processor_file, folder) if processor_file.is_file() else {}
+    processing = read_processing(folder, hf_config)
     patch = patch_size_of(hf_config)
-    ensure = int(processor.get("ensure_multiple_of") or 1)
-    multiple = (math.lcm(patch[0], ensure), math.lcm(patch[1], ensure))
-    img_size = _size_of(processor.get("size")) or _config_image_size(hf_config) or DPT_DEFAULT_SIZE
+    multiple = (math.lcm(patch[0], processing.multiple), math.lcm(patch[1], processing.multiple))
     if processor.get("do_normalize", True):
         mean = tuple(float(v) for v in processor.get("image_mean") or DPT_DEFAULT_MEAN)
         std = tuple(float(v) for v in processor.get("image_std") or DPT_DEFAULT_STD)
@@ -185,28 +226,30 @@ def read_preprocessing(folder: Path, hf_config) -> TransformersModelConfig:
         folder=str(folder),
         model_type=hf_config.model_type,
         depth_type=depth_type_of(hf_config),
-        img_size=max(img_size, max(multiple)),
+        img_size=max(processing.height, processing.width, max(multiple)),
         multiple=multiple,
         image_mean=mean,  # type: ignore[arg-type]
         image_std=std,  # type: ignore[arg-type]
         input_scale=input_scale,
+        processing=processing,
     )
 
 
 class TransformersDepthModel(nn.Module):
     """A Hugging Face depth-estimation model behind DepthModel's contract.
 
-    The input is resized (bilinear, antialiased) to the working resolution, where the longer
-    side is ``config.img_size`` and both sides are multiples of the patch size, exactly as
-    `depth_core.inference` prepares images (so after it this resize is a no-op); then it is
-    normalised, predicted, metric depth is inverted, and the result is resized back to the
-    input size. The network always runs at the processor's resolution, as it was trained to.
+    `processing` says how its authors resize: `depth_core.inference` resizes each uint8 image to
+    `working_size` with `processing.prepare`, calls `predict_raw` and brings the raw output back
+    with `processing.restore` before `to_disparity`, exactly as transformers' pipeline does.
+    `forward` does the same for a float batch of any size (evaluation on dataset tensors): the
+    network always runs at the processor's resolution, as it was trained to.
     """
 
     def __init__(self, model: nn.Module, config: TransformersModelConfig):
         super().__init__()
         self.model = model
         self.config = config
+        self.processing = config.processing
         # Not persistent: constants derived from the folder's preprocessing.
         mean, std = torch.tensor(config.image_mean), torch.tensor(config.image_std)
         self.register_buffer("mean", mean.view(1, 3, 1, 1), persistent=False)
@@ -217,25 +260,25 @@ class TransformersDepthModel(nn.Module):
         return self.config.multiple
 
     def working_size(self, height: int, width: int) -> tuple[int, int]:
-        return inference_size(height, width, self.config.img_size, self.config.multiple)
+        return self.processing.working_size(height, width)
+
+    def predict_raw(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, h, w) in [0, 1] at the working size -> the network's own (B, h', w') output
+        (metres for a metric model), at its output size (the padded size when padding)."""
+        x = (x * self.config.input_scale - self.mean) / self.std
+        return self.model(pixel_values=self.processing.pad(x)).predicted_depth.float()
+
+    def to_disparity(self, raw: torch.Tensor) -> torch.Tensor:
+        if self.config.depth_type == "metric":
+            return 1.0 / raw.clamp(min=METRIC_MIN_DEPTH)
+        return raw.clamp(min=0.0)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         if image.ndim != 4 or image.shape[1] != 3:
             raise ValueError(f"image must be (B, 3, H, W), got shape {tuple(image.shape)}")
         size = tuple(image.shape[-2:])
-        work = self.working_size(*size)
-        x = image
-        if size != work:
-            x = F.interpolate(x, size=work, mode="bilinear", antialias=True, align_corners=False)
-        x = (x * self.config.input_scale - self.mean) / self.std
-        out = self.model(pixel_values=x).predicted_depth.float()
-        if self.config.depth_type == "metric":
-            out = 1.0 / out.clamp(min=METRIC_MIN_DEPTH)
-        else:
-            out = out.clamp(min=0.0)
-        if tuple(out.shape[-2:]) != size:
-            out = F.interpolate(out[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
-        return out
+        x = self.processing.resize_float(image, self.working_size(*size)).clamp(0.0, 1.0)
+        return self.to_disparity(self.processing.restore(self.predict_raw(x), size))
 
 
 def load_transformers_model(

@@ -195,7 +195,7 @@ def resolve_path(path: str | Path, root: str | Path | None) -> Path:
 
 
 _TEACHER_PATH_KINDS = {
-    "checkpoint": "a depth-distill .safetensors file",
+    "checkpoint": "a depth-distill .safetensors file or the authors' Depth Anything .pth file",
     "transformers": "a local Hugging Face depth-estimation folder",
 }
 

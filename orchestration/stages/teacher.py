@@ -106,7 +106,13 @@ def _existing_teacher_stage(ctx: StageContext) -> StageResult:
 def _describe_existing_teacher(kind: str, source: Path, model, described: dict) -> dict[str, str]:
     """What the teacher is, for the asset's metadata and the MLflow tags."""
     info = {"teacher_source": kind, "teacher_path": str(source)}
-    if kind == "transformers":
+    if described.get("source") == "official":
+        info["teacher_model_type"] = (
+            f"depth_anything_v{described['version']}_{described['encoder']}"
+        )
+        info["teacher_depth_type"] = str(described["depth_type"])
+        info["teacher_img_size"] = str(described["img_size"])
+    elif kind == "transformers":
         info["teacher_model_type"] = str(described["model_type"])
         info["teacher_depth_type"] = str(described["depth_type"])
         info["teacher_img_size"] = str(described["img_size"])

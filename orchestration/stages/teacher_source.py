@@ -5,6 +5,7 @@ downstream stages, DVC (which hashes that directory as the teacher stage's outpu
 experiment's fallback lookup all find it in one place whatever the source:
 
     models/teacher/model.safetensors   source train or checkpoint (a depth-distill checkpoint)
+    models/teacher/model.pth           source checkpoint (the authors' Depth Anything file)
     models/teacher/transformers/       source transformers (the folder's config, weights and
                                        preprocessor files)
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from depth_core.atomic_io import atomic_directory, atomic_path
 from depth_core.models.checkpoint import CHECKPOINT_FILE
+from depth_core.models.official_depth_anything import is_official_checkpoint
 from orchestration.lineage.files import md5_file
 from orchestration.lineage.paths import TRANSFORMERS_DIR
 from orchestration.params.schema import TeacherParams, resolve_path
@@ -25,6 +27,7 @@ from orchestration.params.schema import TeacherParams, resolve_path
 # download caches are left behind (and do not change the teacher's digest).
 _FOLDER_PATTERNS = ("*.json", "*.safetensors")
 _FALLBACK_WEIGHTS = ("pytorch_model*.bin",)
+OFFICIAL_FILE = "model.pth"
 
 
 def existing_teacher_path(teacher: TeacherParams, root: Path, out_dir: Path) -> Path:
@@ -70,7 +73,7 @@ def teacher_digest(path: Path) -> str:
 def install(source: Path, kind: str, out_dir: Path) -> Path:
     """Copy the teacher into `out_dir` (atomically; kept when already there) and return the copy."""
     if kind == "checkpoint":
-        target = out_dir / CHECKPOINT_FILE
+        target = out_dir / (OFFICIAL_FILE if is_official_checkpoint(source) else CHECKPOINT_FILE)
         if not target.exists():
             with atomic_path(target) as temp:
                 shutil.copyfile(source, temp)
@@ -93,11 +96,14 @@ def size_of(path: Path) -> int:
 def teacher_model_path(teacher_dir: Path) -> Path:
     """The teacher's model inside its output directory: the checkpoint, else the HF folder.
 
-    Only one of them exists (a change of source clears the directory); when neither does, the
+    Only one of them (or the authors' .pth) exists (a change of source clears the directory); when neither does, the
     checkpoint's path is returned so the caller's "does not exist" names the usual file.
     """
     checkpoint = teacher_dir / CHECKPOINT_FILE
     folder = teacher_dir / TRANSFORMERS_DIR
+    official = teacher_dir / OFFICIAL_FILE
     if not checkpoint.exists() and (folder / "config.json").is_file():
         return folder
+    if not checkpoint.exists() and official.is_file():
+        return official
     return checkpoint

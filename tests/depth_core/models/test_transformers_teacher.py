@@ -1,4 +1,5 @@
-"""Hugging Face depth models behind DepthModel's contract: same numbers as the model itself."""
+"""Hugging Face depth models behind DepthModel's contract: same numbers as the model itself
+(predict against transformers' pipeline: test_transformers_fidelity.py)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,12 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from depth_core.device import autocast
-from depth_core.inference import predict_disparity, prepare_for_inference
+from depth_core.inference import prepare_for_inference
 from depth_core.model_loading import load_depth_model
-from depth_core.models.input_size import inference_size
 from depth_core.models.transformers_teacher import TransformersDepthModel
 from depth_core.models.weights import IMAGENET_MEAN, IMAGENET_STD
 from tests.helpers import save_tiny_depth_anything, save_tiny_dpt
@@ -39,15 +37,6 @@ def _hf_model(folder):
     return AutoModelForDepthEstimation.from_pretrained(folder, local_files_only=True).eval()
 
 
-def _preprocess(image: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
-    """Resize (bilinear, antialiased) and normalise with the processor's ImageNet mean/std."""
-    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
-    x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (x.clamp(0, 1) - mean) / std
-
-
 def test_wrapper_reads_the_processor_and_the_config(relative_folder):
     model, metadata = load_depth_model(relative_folder)
     assert isinstance(model, TransformersDepthModel)
@@ -56,25 +45,6 @@ def test_wrapper_reads_the_processor_and_the_config(relative_folder):
     assert metadata["depth_type"] == "relative"
     assert tuple(metadata["image_mean"]) == IMAGENET_MEAN
     assert not model.training
-
-
-def test_predict_equals_the_models_own_prediction_resized(relative_folder):
-    model, _ = load_depth_model(relative_folder)
-    reference = _hf_model(relative_folder)
-    rng = np.random.default_rng(0)
-    images = [rng.integers(0, 255, shape, dtype=np.uint8) for shape in [(37, 53, 3), (70, 20, 3)]]
-    predictions = predict_disparity(model, images, batch_size=2, device="cpu", amp="fp32")
-    for image, pred in zip(images, predictions):
-        height, width = image.shape[:2]
-        size = inference_size(height, width, 56, (14, 14))
-        with torch.no_grad():
-            depth = reference(pixel_values=_preprocess(image, size)).predicted_depth
-        expected = F.interpolate(
-            depth[:, None], size=(height, width), mode="bilinear", align_corners=False
-        )[0, 0]
-        assert pred.shape == (height, width) and pred.dtype == np.float32
-        assert float(expected.std()) > 1e-3, "the reference map must vary to test resizing"
-        np.testing.assert_allclose(pred, expected.numpy(), rtol=1e-5, atol=1e-5)
 
 
 def test_metric_model_is_inverted_and_relative_is_not(relative_folder, metric_folder):
