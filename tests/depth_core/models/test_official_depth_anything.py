@@ -30,6 +30,12 @@ FILES = {  # the released file names
     ("vitb", 2, None): "depth_anything_v2_vitb.pth",
     ("vits", 2, 20.0): "depth_anything_v2_metric_hypersim_vits.pth",
     ("vitb", 2, 80.0): "depth_anything_v2_metric_vkitti_vitb.pth",
+    ("vitb", 1, None): "depth_anything_vitb14.pth",
+}
+# ViT-L (335M weights, a 1.3 GB file): the whole round trip too, among the slow tests.
+LARGE_FILES = {
+    ("vitl", 2, None): "depth_anything_v2_vitl.pth",
+    ("vitl", 1, None): "depth_anything_vitl14.pth",
 }
 
 
@@ -94,12 +100,19 @@ def _random_model(variant: Variant):
     return model
 
 
-@pytest.mark.parametrize("key", FILES, ids=FILES.values())
+@pytest.mark.parametrize(
+    "key",
+    [
+        *FILES,
+        *(pytest.param(key, marks=pytest.mark.slow) for key in LARGE_FILES),
+    ],
+    ids=[*FILES.values(), *LARGE_FILES.values()],
+)
 def test_authors_file_loads_to_the_same_outputs(tmp_path, key):
     encoder, version, max_depth = key
     variant = Variant(BY_NAME[encoder], version, max_depth)
     reference = _random_model(variant)
-    path = tmp_path / FILES[key]
+    path = tmp_path / {**FILES, **LARGE_FILES}[key]
     torch.save(_authors_state(reference), path)
     check_model_path(path, "checkpoint")
     model, described = load_depth_model(path)
