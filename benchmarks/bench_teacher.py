@@ -22,15 +22,11 @@ from depth_core.device import device_name, pick_device
 from depth_core.inference import prepare_for_inference, resolve_amp
 from depth_core.models.official_depth_anything import (
     BY_NAME,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    OFFICIAL_SIZE,
-    PATCH,
     Variant,
-    official_processing,
+    run_as_authors,
     transformers_config,
 )
-from depth_core.models.transformers_teacher import TransformersDepthModel, TransformersModelConfig
+from depth_core.models.transformers_teacher import TransformersDepthModel
 from depth_core.pseudo_label import label_images
 
 MODELS = {"small": "vits", "base": "vitb"}
@@ -39,20 +35,9 @@ MODELS = {"small": "vits", "base": "vitb"}
 def build_teacher(encoder: str) -> TransformersDepthModel:
     from transformers import DepthAnythingForDepthEstimation
 
-    model = DepthAnythingForDepthEstimation(transformers_config(Variant(BY_NAME[encoder], 2, None)))
-    config = TransformersModelConfig(
-        folder="random",
-        model_type="depth_anything",
-        depth_type="relative",
-        img_size=OFFICIAL_SIZE,
-        multiple=(PATCH, PATCH),
-        image_mean=IMAGENET_MEAN,
-        image_std=IMAGENET_STD,
-        input_scale=1.0,
-        processing=official_processing(),
-        source="official",
-    )
-    return TransformersDepthModel(model.eval(), config)
+    variant = Variant(BY_NAME[encoder], 2, None)
+    model = DepthAnythingForDepthEstimation(transformers_config(variant))
+    return run_as_authors(model.eval(), variant, "random")
 
 
 def images_per_second(model, images, batch_size, device, amp) -> float:

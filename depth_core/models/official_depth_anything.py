@@ -277,6 +277,24 @@ def official_processing() -> ImageProcessing:
     return ImageProcessing("official", OFFICIAL_SIZE, OFFICIAL_SIZE, True, PATCH, "bicubic")
 
 
+def run_as_authors(model: torch.nn.Module, variant: Variant, folder: str) -> TransformersDepthModel:
+    """A transformers Depth Anything model wrapped to run as the authors' `infer_image` runs
+    it: the short side at 518, multiples of 14, ImageNet mean/std, bilinear back."""
+    config = TransformersModelConfig(
+        folder=folder,
+        model_type="depth_anything",
+        depth_type="relative" if variant.max_depth is None else "metric",
+        img_size=OFFICIAL_SIZE,
+        multiple=(PATCH, PATCH),
+        image_mean=IMAGENET_MEAN,
+        image_std=IMAGENET_STD,
+        input_scale=1.0,
+        processing=official_processing(),
+        source="official",
+    )
+    return TransformersDepthModel(model, config)
+
+
 def load_official_model(
     path: str | os.PathLike, map_location: str | torch.device = "cpu"
 ) -> tuple[Any, dict[str, Any]]:
@@ -290,21 +308,9 @@ def load_official_model(
         model = DepthAnythingForDepthEstimation(transformers_config(variant))
     model.load_state_dict(fitted_state(state, variant, model, path), assign=True)
     model = model.float().eval()
-    config = TransformersModelConfig(
-        folder=str(path),
-        model_type="depth_anything",
-        depth_type="relative" if variant.max_depth is None else "metric",
-        img_size=OFFICIAL_SIZE,
-        multiple=(PATCH, PATCH),
-        image_mean=IMAGENET_MEAN,
-        image_std=IMAGENET_STD,
-        input_scale=1.0,
-        processing=official_processing(),
-        source="official",
-    )
-    wrapped = TransformersDepthModel(model, config).to(torch.device(map_location)).eval()
+    wrapped = run_as_authors(model, variant, str(path)).to(torch.device(map_location)).eval()
     described = {
-        **config.as_metadata(),
+        **wrapped.config.as_metadata(),
         "encoder": variant.encoder.name,
         "version": variant.version,
         "max_depth": variant.max_depth,
