@@ -5,8 +5,11 @@ The whole dataset never has to fit in memory: each DataLoader worker holds at mo
 buffer), after shuffling the shard order itself. Everything is a pure function of
 `(seed, epoch)` and the process layout, so a run can be reproduced and resumed:
 
-- shards are split across distributed ranks (`rank`, `world_size`) and then across the
-  DataLoader workers of each rank, so every sample is read exactly once per epoch;
+- the epoch's sample order (shards shuffled, each in storage order) is cut into
+  `world_size` contiguous runs of equal length (within one sample): rank r streams run r,
+  a shard split at a boundary is read by both ranks for their own parts. Each rank's
+  segments are then dealt to its DataLoader workers, so across ranks and workers every
+  sample is read exactly once per epoch and no rank waits for a longer one;
 - `set_epoch(epoch, skip)` restarts at sample `skip` of that epoch. With several workers the
   DataLoader interleaves the workers' batches round-robin, so mapping a position onto workers
   needs the loader's `batch_size` and `drop_last` (pass the same values to the dataset).
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +49,39 @@ from depth_core.data.tar_shards.reader import read_tar
 
 Sample = dict[str, Any]
 Transform = Callable[[Sample], Sample]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Samples `start:stop` (storage order) of the shard at `position` of `shard_paths`."""
+
+    position: int
+    start: int
+    stop: int
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+
+def rank_runs(sizes: Sequence[int], order: Sequence[int], world_size: int) -> list[list[Segment]]:
+    """Cut the samples of shards visited in `order` into `world_size` contiguous runs.
+
+    Run r covers samples `r*N//W : (r+1)*N//W` of the concatenated order, so runs differ by
+    at most one sample whatever the shard sizes; a shard crossing a boundary is split.
+    """
+    total = sum(sizes[p] for p in order)
+    bounds = [r * total // world_size for r in range(world_size + 1)]
+    runs: list[list[Segment]] = [[] for _ in range(world_size)]
+    offset = 0
+    for position in order:
+        begin, end = offset, offset + sizes[position]
+        for rank in range(world_size):
+            lo, hi = max(begin, bounds[rank]), min(end, bounds[rank + 1])
+            if lo < hi:
+                runs[rank].append(Segment(int(position), lo - begin, hi - begin))
+        offset = end
+    return runs
 
 
 class PseudoLabelMismatchError(ValueError):
@@ -187,16 +224,19 @@ class ShardDataset(IterableDataset):
         rng = np.random.default_rng(derive_seed(self.seed, self._stream_tag, epoch, cycle, salt, 1))
         return rng.permutation(len(self.shard_paths))
 
-    def assigned_shards(self, order: np.ndarray, worker: int, num_workers: int) -> list[int]:
-        """Shard positions one worker of this rank streams: split by rank, then by worker."""
-        return [int(p) for p in order[self.rank :: self.world_size][worker::num_workers]]
+    def rank_segments(self, order: Sequence[int]) -> list[Segment]:
+        """This rank's contiguous run of the samples of the shards in `order`."""
+        return rank_runs(self.shard_sizes, order, self.world_size)[self.rank]
+
+    def assigned_segments(
+        self, order: Sequence[int], worker: int, num_workers: int
+    ) -> list[Segment]:
+        """What one DataLoader worker of this rank streams: every num_workers-th segment."""
+        return self.rank_segments(order)[worker::num_workers]
 
     def worker_counts(self, epoch: int, num_workers: int) -> list[int]:
-        order = self.shard_order(epoch)
-        return [
-            sum(self.shard_sizes[p] for p in self.assigned_shards(order, w, num_workers))
-            for w in range(num_workers)
-        ]
+        segments = self.rank_segments(self.shard_order(epoch))
+        return [sum(s.size for s in segments[w::num_workers]) for w in range(num_workers)]
 
     def __len__(self) -> int:
         """Samples this rank streams in the current epoch (all its workers together)."""
@@ -242,29 +282,35 @@ class ShardDataset(IterableDataset):
         }
 
     def stream(
-        self, positions: Sequence[int], epoch: int, skip: int = 0, cycle: int = 0, salt: int = 0
+        self, segments: Sequence[Segment], epoch: int, skip: int = 0, cycle: int = 0, salt: int = 0
     ) -> Iterator[Sample]:
-        """Samples of the given shards, `shards_in_memory` at a time, shuffled per window."""
+        """Samples of the given segments, `shards_in_memory` at a time, shuffled per window.
+
+        A sample's augmentation seed depends on its shard and place in the shard only, so it
+        is the same whatever the number of ranks and workers.
+        """
         window_size = self.shards_in_memory
-        for start in range(0, len(positions), window_size):
-            window = list(positions[start : start + window_size])
-            sizes = [self.shard_sizes[p] for p in window]
+        for begin in range(0, len(segments), window_size):
+            window = list(segments[begin : begin + window_size])
+            sizes = [segment.size for segment in window]
             total = sum(sizes)
             if skip >= total:  # resume: skip whole windows without reading them
                 skip -= total
                 continue
             if self.shuffle:
-                key = derive_seed(self.seed, self._stream_tag, epoch, cycle, salt, 2, window[0])
+                head = window[0]
+                where = (head.position,) if head.start == 0 else (head.position, head.start)
+                key = derive_seed(self.seed, self._stream_tag, epoch, cycle, salt, 2, *where)
                 order = np.random.default_rng(key).permutation(total)
             else:
                 order = np.arange(total)
             offsets = np.cumsum([0] + sizes)
-            loaded = [self._load(p) for p in window]
+            loaded = [self._load(segment.position) for segment in window]
             for flat in order[skip:]:
                 which = int(np.searchsorted(offsets, flat, side="right") - 1)
-                local = int(flat - offsets[which])
+                local = window[which].start + int(flat - offsets[which])
                 sample = self._make_sample(loaded[which], local)
-                shard = self.shard_numbers[window[which]]
+                shard = self.shard_numbers[window[which].position]
                 sample["seed"] = derive_seed(
                     self.seed, self._stream_tag, epoch, cycle, salt, 3, shard, local
                 )
@@ -288,11 +334,11 @@ class ShardDataset(IterableDataset):
         skips, first = worker_skips(self.skip, counts, self.batch_size, self.drop_last)
         worker = (first + physical) % num_workers
         skip = skips[worker]
-        positions = self.assigned_shards(self.shard_order(self.epoch), worker, num_workers)
+        segments = self.assigned_segments(self.shard_order(self.epoch), worker, num_workers)
         limit = counts[worker]
         if self.drop_last and self.batch_size:  # the loader would drop the partial batch anyway
             limit = (limit // self.batch_size) * self.batch_size
-        for produced, sample in enumerate(self.stream(positions, self.epoch, skip), start=skip):
+        for produced, sample in enumerate(self.stream(segments, self.epoch, skip), start=skip):
             if produced >= limit:
                 return
             yield sample
@@ -452,10 +498,10 @@ class MixedDataset(IterableDataset):
             full, rest = divmod(skip, group)
             primary_skip = full * b + max(0, rest - a)
             secondary_skip = full * a + min(rest, a)
-        positions = self.primary.assigned_shards(
+        segments = self.primary.assigned_segments(
             self.primary.shard_order(self.epoch), worker, num_workers
         )
-        primary = self.primary.stream(positions, self.epoch, primary_skip)
+        primary = self.primary.stream(segments, self.epoch, primary_skip)
         secondary = (
             self._cycled_secondary(worker, num_workers, secondary_skip) if self.secondary else None
         )
@@ -479,8 +525,9 @@ class MixedDataset(IterableDataset):
     def _cycled_secondary(self, worker: int, num_workers: int, skip: int) -> Iterator[Sample]:
         """The labeled stream repeated forever, each pass with a fresh shard/sample order.
 
-        With fewer shards than (ranks x workers), every worker reads all of them (its own
-        order) rather than some workers getting none.
+        Each pass is split across ranks and workers like an epoch. With fewer shards than
+        (ranks x workers), every worker reads all of them (its own order) rather than some
+        workers getting none.
         """
         data = self.secondary
         share = len(data.shard_paths) >= data.world_size * num_workers
@@ -488,12 +535,12 @@ class MixedDataset(IterableDataset):
         cycle = 0
         while True:
             order = data.shard_order(self.epoch, cycle, salt)
-            positions = (
-                data.assigned_shards(order, worker, num_workers)
-                if share
-                else [int(p) for p in order]
-            )
-            count = sum(data.shard_sizes[p] for p in positions)
+            if share:
+                mine = data.rank_segments(order)
+                segments = mine[worker::num_workers] or mine
+            else:
+                segments = [Segment(int(p), 0, data.shard_sizes[p]) for p in order]
+            count = sum(segment.size for segment in segments)
             if count == 0:
                 raise ValueError(
                     f"labeled dataset {data.dataset_dir} has no samples for worker {worker}"
@@ -501,7 +548,7 @@ class MixedDataset(IterableDataset):
             if skip >= count:
                 skip -= count
             else:
-                yield from data.stream(positions, self.epoch, skip, cycle=cycle, salt=salt)
+                yield from data.stream(segments, self.epoch, skip, cycle=cycle, salt=salt)
                 skip = 0
             cycle += 1
 

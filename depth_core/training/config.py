@@ -129,7 +129,9 @@ class TrainConfig(BaseModel):
     model: ModelConfig
     epochs: int = Field(8, ge=1)
     max_steps: int | None = Field(None, ge=1, description="stop early after this many steps")
-    batch_size: int = Field(16, ge=1, description="per process")
+    batch_size: int = Field(
+        16, ge=1, description="per rank under DDP: the global batch is batch_size x world size"
+    )
     loss: TrainLossConfig = TrainLossConfig()
     optim: OptimConfig = OptimConfig()
     mix: StudentMixConfig = StudentMixConfig()

@@ -31,6 +31,8 @@ HEADER = (
     "# Written by `depth-distill params --profile {name}` from profiles/: edit a profile and\n"
     "# run it again to change the lineage for good; edit here (or `dvc exp run -S key=value`)\n"
     "# for a one-off. Every knob is stated; nothing is filled in from code defaults.\n"
+    "# Under a launcher (torchrun, srun) every batch_size is per rank: the global batch is\n"
+    "# batch_size x world size, and each epoch's samples are split across the ranks.\n"
 )
 
 

@@ -10,8 +10,10 @@ from depth_core.data.dataset import (
     MixedDataset,
     PseudoLabelDataset,
     PseudoLabelMismatchError,
+    Segment,
     ShardDataset,
     load_arrays,
+    rank_runs,
     worker_skips,
 )
 from depth_core.data.manifest import finalize_dataset
@@ -98,7 +100,7 @@ def test_order_is_deterministic_per_seed_and_epoch(dirs):
 
 @pytest.mark.parametrize("world_size,num_workers", [(1, 3), (2, 1), (2, 2), (3, 4)])
 def test_ranks_and_workers_cover_every_sample_once(dirs, monkeypatch, world_size, num_workers):
-    seen = []
+    seen, lengths = [], []
     for rank in range(world_size):
         data = ShardDataset(dirs["labeled"], seed=5, rank=rank, world_size=world_size, epoch=2)
         rank_ids = []
@@ -106,8 +108,43 @@ def test_ranks_and_workers_cover_every_sample_once(dirs, monkeypatch, world_size
             monkeypatch.setattr(dataset_module, "_worker_layout", lambda w=worker: (w, num_workers))
             rank_ids += _ids(data)
         assert len(rank_ids) == len(data)
+        lengths.append(len(rank_ids))
         seen += rank_ids
     assert sorted(seen) == [f"l{i:03d}" for i in range(N_LABELED)]
+    assert max(lengths) - min(lengths) <= 1  # no rank waits for a longer one
+
+
+def test_rank_runs_split_shards_at_the_boundaries():
+    # three shards of 8 visited in order 2, 0, 1 over two ranks: 12 samples each
+    assert rank_runs([8, 8, 8], [2, 0, 1], 2) == [
+        [Segment(2, 0, 8), Segment(0, 0, 4)],
+        [Segment(0, 4, 8), Segment(1, 0, 8)],
+    ]
+    assert rank_runs([5, 3], [0, 1], 1) == [[Segment(0, 0, 5), Segment(1, 0, 3)]]
+    runs = rank_runs([4, 4, 4, 4, 3], [4, 3, 2, 1, 0], 3)  # 19 samples -> 6, 6, 7
+    assert [sum(s.size for s in run) for run in runs] == [6, 6, 7]
+    assert rank_runs([2], [0], 3) == [[], [Segment(0, 0, 1)], [Segment(0, 1, 2)]]
+
+
+def test_augmentation_seeds_do_not_depend_on_the_number_of_ranks(dirs):
+    def seeds(world_size):
+        seen = {}
+
+        def transform(sample):
+            seen[sample["id"]] = sample["seed"]
+            return sample
+
+        for rank in range(world_size):
+            list(
+                ShardDataset(
+                    dirs["labeled"], seed=3, rank=rank, world_size=world_size, transform=transform
+                )
+            )
+        return seen
+
+    single = seeds(1)
+    assert len(single) == N_LABELED
+    assert seeds(2) == single and seeds(3) == single
 
 
 def test_dataloader_workers_and_resume(dirs):
@@ -276,6 +313,21 @@ def test_mixed_with_dataloader_workers(dirs):
         num_workers=2,
     )
     assert [i for b in resumed for i in b["id"]] == full[9:]
+
+
+def test_mixed_pseudo_pass_is_split_exactly_across_ranks(dirs):
+    seen, lengths = [], []
+    for rank in range(2):
+        common = {"seed": 4, "rank": rank, "world_size": 2}
+        mixed = MixedDataset(
+            ShardDataset(dirs["labeled"], **common),
+            PseudoLabelDataset(dirs["unlabeled"], dirs["pseudo"], **common),
+            ratio=(1, 2),
+        )
+        pseudo_ids = [s["id"] for s in mixed if s["pseudo"]]
+        lengths.append(len(pseudo_ids))
+        seen += pseudo_ids
+    assert sorted(seen) == [f"u{i:03d}" for i in range(N_UNLABELED)] and lengths == [7, 7]
 
 
 def test_load_arrays_and_kind_errors(dirs, tmp_path):
