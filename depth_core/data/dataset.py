@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -244,16 +244,28 @@ class ShardDataset(IterableDataset):
 
     # ------------------------------------------------------------------ reading
 
-    def _load(self, position: int) -> dict[str, np.ndarray]:
+    def _load(self, segment: Segment) -> dict[str, np.ndarray]:
+        """The arrays of one segment, indexed from `segment.start`."""
         if self.tar_index is not None:
-            return self._read_tar(position)
+            return self._read_tar(segment)
+        path = self.shard_paths[segment.position]
         keys = ["id", "image", "depth", "mask"] if self.kind == "labeled" else ["id", "image"]
-        present = set(shard_keys(self.shard_paths[position]))
-        return read_shard(self.shard_paths[position], [k for k in keys if k in present])
+        present = set(shard_keys(path))
+        return self._cut(read_shard(path, [k for k in keys if k in present]), segment)
 
-    def _read_tar(self, position: int, with_depth: bool = True) -> dict[str, np.ndarray]:
+    def _cut(self, arrays: dict[str, np.ndarray], segment: Segment) -> dict[str, np.ndarray]:
+        """Views of a whole shard's arrays limited to the segment (no copy)."""
+        if segment.start == 0 and segment.stop == self.shard_sizes[segment.position]:
+            return arrays
+        return {name: value[segment.start : segment.stop] for name, value in arrays.items()}
+
+    def _read_tar(self, segment: Segment, with_depth: bool = True) -> dict[str, np.ndarray]:
+        """Decode only the segment's members: a tar split between two ranks is read by both,
+        and each decodes its own part."""
         index = self.tar_index
-        return read_tar(index.tars[position], index.kind, index.decode, with_depth=with_depth)
+        entry = index.tars[segment.position]
+        part = replace(entry, keys=entry.keys[segment.start : segment.stop])
+        return read_tar(part, index.kind, index.decode, with_depth=with_depth)
 
     def _image_ids(self, position: int) -> np.ndarray:
         """Ids of one image shard in order: the tar's indexed keys, or the shard's ids."""
@@ -305,11 +317,12 @@ class ShardDataset(IterableDataset):
             else:
                 order = np.arange(total)
             offsets = np.cumsum([0] + sizes)
-            loaded = [self._load(segment.position) for segment in window]
+            loaded = [self._load(segment) for segment in window]
             for flat in order[skip:]:
                 which = int(np.searchsorted(offsets, flat, side="right") - 1)
-                local = window[which].start + int(flat - offsets[which])
-                sample = self._make_sample(loaded[which], local)
+                within = int(flat - offsets[which])
+                local = window[which].start + within  # place in the whole shard
+                sample = self._make_sample(loaded[which], within)
                 shard = self.shard_numbers[window[which].position]
                 sample["seed"] = derive_seed(
                     self.seed, self._stream_tag, epoch, cycle, salt, 3, shard, local
@@ -394,12 +407,13 @@ class PseudoLabelDataset(ShardDataset):
                 pseudo_path,
             )
 
-    def _load(self, position: int) -> dict[str, np.ndarray]:
+    def _load(self, segment: Segment) -> dict[str, np.ndarray]:
+        position = segment.position
         if self.tar_index is not None:
-            images = self._read_tar(position, with_depth=False)
+            images = self._read_tar(segment, with_depth=False)
         else:
-            images = read_shard(self.shard_paths[position], ["id", "image"])
-        pseudo = read_shard(self.pseudo_paths[position], ["id", "disparity"])
+            images = self._cut(read_shard(self.shard_paths[position], ["id", "image"]), segment)
+        pseudo = self._cut(read_shard(self.pseudo_paths[position], ["id", "disparity"]), segment)
         _check_ids(
             images["id"], pseudo["id"], self.shard_paths[position], self.pseudo_paths[position]
         )

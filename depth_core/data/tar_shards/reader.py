@@ -2,8 +2,9 @@
 tar iterator and `gopen`, so a url may be a local path, http(s) or a `pipe:` command), then
 the indexed members decoded in tar order.
 
-A tar is the unit everything splits by (ranks, DataLoader workers, pseudo-label shards), so
-a reader holds one tar's decoded samples at a time.
+A tar is the unit pseudo-labelling and DataLoader workers split by; training ranks may split
+one tar at an epoch's boundary, each decoding only its own keys. A reader holds one tar's
+decoded samples at a time.
 """
 
 from __future__ import annotations

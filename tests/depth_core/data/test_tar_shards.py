@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from depth_core.data import dataset as dataset_module
 from depth_core.data.dataset import (
     PseudoLabelDataset,
     PseudoLabelMismatchError,
@@ -92,6 +93,25 @@ def test_workers_split_by_whole_tar_and_read_every_key_once(tmp_path):
     ranks = [ShardDataset(dataset, require_depth=False, rank=r, world_size=2) for r in (0, 1)]
     tars = [{s["id"].split("/")[0] for s in rank} for rank in ranks]
     assert not tars[0] & tars[1] and len(tars[0] | tars[1]) == 4
+
+
+def test_ranks_split_a_tar_at_the_boundary_and_decode_only_their_part(tmp_path, monkeypatch):
+    dataset, _ = index_photos(tmp_path, n_tars=3, per_tar=3)  # 9 images: 4 + 5 over 2 ranks
+    decoded = []
+    real_read = dataset_module.read_tar
+
+    def counting_read(entry, *args, **kwargs):
+        decoded.extend(entry.keys)
+        return real_read(entry, *args, **kwargs)
+
+    monkeypatch.setattr(dataset_module, "read_tar", counting_read)
+    ranks = [
+        [s["id"] for s in ShardDataset(dataset, seed=2, require_depth=False, rank=r, world_size=2)]
+        for r in (0, 1)
+    ]
+    assert sorted(len(ids) for ids in ranks) == [4, 5]
+    assert sorted(ranks[0] + ranks[1]) == sorted(f"t{k}/img{i}" for k in range(3) for i in range(3))
+    assert sorted(decoded) == sorted(ranks[0] + ranks[1])  # no member decoded twice
 
 
 def test_pipe_urls_stream_through_a_command(tmp_path):
