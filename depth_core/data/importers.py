@@ -6,7 +6,8 @@ summary exist, so a crash never leaves something that looks like a dataset. Indi
 files never stop an import; they are skipped and listed with the reason (and a short code to
 count them by) in summary.json and in the returned stats.
 Hidden files and folders (names starting with ".") and files that are neither images nor
-depth maps are ignored. RGB-D sources come as any folder paired by file name (`format:
+depth maps are ignored; folder symlinks are followed, each folder searched once (a symlink loop
+is listed as skipped, not followed). RGB-D sources come as any folder paired by file name (`format:
 folder`) or as a public training set in its own published layout (depth_core.data.layouts);
 the format only chooses how pairs are found and read, everything after is shared.
 """
@@ -42,6 +43,7 @@ from depth_core.data.source_files import (
     FOLDER_FORMAT,
     DatasetImportError,
     SkippedFile,
+    nothing_usable,
     skip_entry,
     visible_files,
 )
@@ -247,23 +249,25 @@ def scan_rgbd_pairs(
     for root in (image_root, depth_root):
         if not root.is_dir():
             raise DatasetImportError(f"source folder {root} does not exist")
+    skipped: list[dict[str, str]] = []
     depth_by_key: dict[str, list[tuple[int, Path]]] = {}
     depth_files: set[Path] = set()
-    for path in visible_files(depth_root):
+    for path in visible_files(depth_root, skipped, base=src):
         match = _match_suffix(path.relative_to(depth_root).as_posix(), config.depth_suffixes)
         if match is not None:
             depth_by_key.setdefault(match[1], []).append((match[0], path))
             depth_files.add(path)
     extensions = {e.lower() for e in config.image_extensions}
     images_by_key: dict[str, list[Path]] = {}
-    for path in visible_files(image_root):
+    # one search of a shared folder reports its symlink loops once
+    image_skips = [] if image_root.resolve() == depth_root.resolve() else skipped
+    for path in visible_files(image_root, image_skips, base=src):
         if path in depth_files or path.suffix.lower() not in extensions:
             continue
         relative = path.relative_to(image_root).as_posix()
         images_by_key.setdefault(relative[: -len(path.suffix)], []).append(path)
 
     pairs: list[tuple[Path, Path]] = []
-    skipped: list[dict[str, str]] = []
     rel = lambda p: p.relative_to(src).as_posix()
     for key in sorted(set(images_by_key) | set(depth_by_key)):
         images = images_by_key.get(key, [])
@@ -291,11 +295,14 @@ def scan_rgbd_pairs(
     return pairs, skipped
 
 
-def scan_images(src: Path, config: ImageImportConfig) -> list[Path]:
+def scan_images(
+    src: Path, config: ImageImportConfig, skipped: list[dict[str, str]] | None = None
+) -> list[Path]:
+    """The images under `src`; folders not searched (symlink loops...) go to `skipped`."""
     if not src.is_dir():
         raise DatasetImportError(f"source folder {src} does not exist")
     extensions = {e.lower() for e in config.image_extensions}
-    return [p for p in visible_files(src) if p.suffix.lower() in extensions]
+    return [p for p in visible_files(src, skipped) if p.suffix.lower() in extensions]
 
 
 # ---------------------------------------------------------------------------- loading
@@ -367,7 +374,19 @@ def _load_pair(
 # ---------------------------------------------------------------------------- publishing
 
 
-def _check_destination(src: Path, dst: Path) -> None:
+def is_dataset_folder(folder: Path) -> bool:
+    """Whether `folder` is a complete dataset (so an import may replace it)."""
+    return (folder / SUMMARY_NAME).is_file()
+
+
+def check_destination(
+    src: Path,
+    dst: Path,
+    replaceable: Callable[[Path], bool] = is_dataset_folder,
+    what: str = "a dataset",
+) -> None:
+    """Refuse, before anything is written, a `dst` inside `src` (or holding it), and a
+    non-empty folder `replaceable` does not recognise as an earlier import's output."""
     src_abs, dst_abs = src.resolve(), dst.resolve()
     if dst_abs == src_abs or src_abs in dst_abs.parents or dst_abs in src_abs.parents:
         raise DatasetImportError(
@@ -376,9 +395,9 @@ def _check_destination(src: Path, dst: Path) -> None:
     if dst.exists():
         if not dst.is_dir():
             raise DatasetImportError(f"destination {dst} exists and is not a directory")
-        if any(dst.iterdir()) and not (dst / SUMMARY_NAME).is_file():
+        if any(dst.iterdir()) and not replaceable(dst):
             raise DatasetImportError(
-                f"destination {dst} is a non-empty folder that is not a dataset; refusing to replace it"
+                f"destination {dst} is a non-empty folder that is not {what}; refusing to replace it"
             )
 
 
@@ -412,12 +431,7 @@ def _build_dataset(
         writer.add(sample)  # write errors (disk full...) do end the import, leaving nothing
     writer.flush()
     if writer.num_samples == 0:
-        reasons = (
-            "; ".join(f"{s['file']}: {s['reason']}" for s in skipped[:5]) or "no matching files"
-        )
-        raise DatasetImportError(
-            f"no usable {what} for {dst} in {src} ({len(skipped)} skipped: {reasons})"
-        )
+        raise nothing_usable(what, src, dst, skipped)
     codes = dict(sorted(Counter(s["code"] for s in skipped).items()))
     finalize_dataset(
         folder,
@@ -476,7 +490,7 @@ def import_rgbd_folder(
     """
     src, config = _resolve(src, config, RGBDImportConfig)
     dst = Path(dst)
-    _check_destination(src, dst)
+    check_destination(src, dst)
     pairs, skipped = scan_rgbd_pairs(src, config)
     job = {
         "src": src,
@@ -522,7 +536,7 @@ def import_rgbd_folder_split(
     if train_dst.resolve() == val_dst.resolve():
         raise DatasetImportError(f"training and validation destinations are the same: {train_dst}")
     for dst in (train_dst, val_dst):
-        _check_destination(src, dst)
+        check_destination(src, dst)
     pairs, skipped = scan_rgbd_pairs(src, config)
     if len(pairs) < 2:
         raise DatasetImportError(
@@ -573,7 +587,9 @@ def import_image_folder(
     """
     src, config = _resolve(src, config, ImageImportConfig)
     dst = Path(dst)
-    _check_destination(src, dst)
+    check_destination(src, dst)
+
+    skipped: list[dict[str, str]] = []
 
     def load(path: Path) -> dict[str, Any]:
         try:
@@ -590,12 +606,12 @@ def import_image_folder(
     job = {
         "src": src,
         "dst": dst,
-        "items": scan_images(src, config),
+        "items": scan_images(src, config, skipped),
         "load": load,
         "shard_size": config.shard_size,
         "compress": config.compress,
         "parameters": config.model_dump(mode="json"),
-        "skipped": [],
+        "skipped": skipped,
         "progress": progress,
         "what": "images",
     }

@@ -1,33 +1,43 @@
 """Write a folder of images (or RGB-D pairs) as WebDataset tars: the files' bytes as they are.
 
-Nothing is decoded or resized: a JPEG goes into the tar as the camera wrote it, so a tar costs
-what the photos cost (docs/data-formats.md compares it with `.npz` shards). A member is
-`<key>.<ext>` with the key the file's path below the folder, without its extension and with
-dots made underscores (WebDataset splits a name at its first dot); RGB-D pairs add
-`<key>.depth.png` (16-bit) or `<key>.depth.npy`. Tars are written atomically with fixed member
-metadata, so the same folder gives the same bytes.
+Nothing is re-encoded or resized: a JPEG goes into the tar as the camera wrote it, so a tar
+costs what the photos cost (docs/data-formats.md compares it with `.npz` shards). Each sample is
+decoded once, as the `.npz` importer reads it, so a truncated file or an unusable depth map is
+skipped and named instead of reaching a tar. A member is `<key>.<ext>` with the key the file's
+path below the folder, without its extension and with dots made underscores (WebDataset splits a
+name at its first dot); RGB-D pairs add `<key>.depth.png` (16-bit) or `<key>.depth.npy`. The
+tars are written with fixed member metadata (the same folder gives the same bytes) into a hidden
+folder that replaces the destination whole, only once every tar exists.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from depth_core.atomic_io import atomic_path
+from depth_core.atomic_io import atomic_path, replaced_directory
+from depth_core.data.image_io import ImageReadError, read_image
 from depth_core.data.importers import (
     FOLDER_FORMAT,
     DatasetImportError,
     ImageImportConfig,
     RGBDImportConfig,
+    check_destination,
+    read_rgbd_pair,
     scan_images,
     scan_rgbd_pairs,
 )
+from depth_core.data.source_files import SkippedFile, nothing_usable, skip_entry
 from depth_core.data.tar_shards.decode import IMAGE_SUFFIXES
+
+# A sample: its key and its files, each with the member suffix it gets in the tar.
+Item = tuple[str, list[tuple[Path, str]]]
 
 TAR_DEPTH_SUFFIXES = {".png": "depth.png", ".npy": "depth.npy"}
 
@@ -79,57 +89,92 @@ def _write_tar(path: Path, members: list[tuple[str, bytes]]) -> int:
     return path.stat().st_size
 
 
+def is_tar_set(folder: Path, prefix: str) -> bool:
+    """Whether `folder` holds only tars this writer names `prefix-NNNNNN.tar` (so a new
+    export may replace it whole)."""
+    pattern = re.compile(re.escape(prefix) + r"-\d{6}\.tar")
+    return all(pattern.fullmatch(entry.name) for entry in folder.iterdir())
+
+
 def _write_all(
+    src: Path,
     out_dir: Path,
-    samples: Iterable[tuple[str, list[tuple[str, bytes]]]],
-    n_total: int,
+    items: list[Item],
+    check: Callable[[list[tuple[Path, str]]], None],
     shard_size: int,
     prefix: str,
     skipped: list[dict[str, str]],
     progress: bool,
 ) -> TarWriteStats:
+    """Write every sample whose files pass `check` into tars that replace `out_dir` whole,
+    only once all are written; with no usable sample, fail and leave `out_dir` as it was."""
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    buffer: list[tuple[str, bytes]] = []
-    n_samples = n_tars = n_bytes = in_buffer = 0
-    for _, members in tqdm(samples, total=n_total, desc="tars", disable=not progress):
-        buffer += members
-        in_buffer += 1
-        n_samples += 1
-        if in_buffer == shard_size:
-            n_bytes += _write_tar(out_dir / tar_name(prefix, n_tars), buffer)
-            n_tars, buffer, in_buffer = n_tars + 1, [], 0
-    if buffer:
-        n_bytes += _write_tar(out_dir / tar_name(prefix, n_tars), buffer)
-        n_tars += 1
-    if not n_samples:
-        raise DatasetImportError(f"no usable files to write into tars under {out_dir}")
+    check_destination(
+        src, out_dir, lambda folder: is_tar_set(folder, prefix), f"a set of {prefix} tars"
+    )
+    with replaced_directory(out_dir) as folder:
+        buffer: list[tuple[str, bytes]] = []
+        n_samples = n_tars = n_bytes = in_buffer = 0
+        samples = _read(src, items, check, skipped)
+        for members in tqdm(samples, total=len(items), desc="tars", disable=not progress):
+            buffer += members
+            in_buffer += 1
+            n_samples += 1
+            if in_buffer == shard_size:
+                n_bytes += _write_tar(folder / tar_name(prefix, n_tars), buffer)
+                n_tars, buffer, in_buffer = n_tars + 1, [], 0
+        if buffer:
+            n_bytes += _write_tar(folder / tar_name(prefix, n_tars), buffer)
+            n_tars += 1
+        if not n_samples:
+            raise nothing_usable("files for tars", src, out_dir, skipped)
     return TarWriteStats(
         str(out_dir), n_samples, n_tars, n_bytes, url_pattern(out_dir, prefix, n_tars), skipped
     )
 
 
-def _unique(
-    items: list[tuple[str, list[tuple[Path, str]]]], skipped: list[dict[str, str]]
-) -> list[tuple[str, list[tuple[Path, str]]]]:
+def _unique(items: list[Item], src: Path, skipped: list[dict[str, str]]) -> list[Item]:
     """Drop a sample whose key an earlier one took (`a.jpg` and `a.png`), naming it."""
-    seen: dict[str, Path] = {}
+    seen: dict[str, str] = {}
     kept = []
     for key, files in items:
+        name = files[0][0].relative_to(src).as_posix()
         if key in seen:
-            skipped.append(
-                {"file": str(files[0][0]), "reason": f"key {key!r} taken by {seen[key]}"}
-            )
+            skipped.append(skip_entry(name, "duplicate_key", f"key {key!r} taken by {seen[key]}"))
             continue
-        seen[key] = files[0][0]
+        seen[key] = name
         kept.append((key, files))
     return kept
 
 
-def _read(items: list[tuple[str, list[tuple[Path, str]]]]):
+def _read(
+    src: Path,
+    items: list[Item],
+    check: Callable[[list[tuple[Path, str]]], None],
+    skipped: list[dict[str, str]],
+) -> Iterator[list[tuple[str, bytes]]]:
+    """Each usable sample's tar members; a sample whose files fail `check` (or cannot be
+    read) is skipped and named, as the `.npz` importer does."""
     for key, files in items:
-        yield key, [(f"{key}.{suffix}", path.read_bytes()) for path, suffix in files]
+        name = files[0][0].relative_to(src).as_posix()
+        try:
+            check(files)
+            yield [(f"{key}.{suffix}", path.read_bytes()) for path, suffix in files]
+        except SkippedFile as skip:
+            skipped.append(skip.entry(name))
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an odd file must not end the export
+            skipped.append(skip_entry(name, "error", f"{type(exc).__name__}: {exc}"))
+
+
+def _check_image(files: list[tuple[Path, str]]) -> None:
+    """Decode the picture once, so a truncated or foreign file never reaches a tar."""
+    try:
+        read_image(files[0][0], apply_exif=False)
+    except ImageReadError as exc:
+        raise SkippedFile("unreadable", str(exc)) from exc
 
 
 def write_image_tars(
@@ -143,11 +188,11 @@ def write_image_tars(
     src, dst = Path(src), Path(dst)
     config = ImageImportConfig(image_extensions=[f".{s}" for s in IMAGE_SUFFIXES])
     items, skipped = [], []
-    for path in sorted(scan_images(src, config)):
+    for path in sorted(scan_images(src, config, skipped)):
         relative = path.relative_to(src).as_posix()
         items.append((sample_key(relative), [(path, path.suffix.lower().lstrip("."))]))
-    items = _unique(items, skipped)
-    return _write_all(dst, _read(items), len(items), shard_size, prefix, skipped, progress)
+    items = _unique(items, src, skipped)
+    return _write_all(src, dst, items, _check_image, shard_size, prefix, skipped, progress)
 
 
 def write_rgbd_tars(
@@ -172,9 +217,14 @@ def write_rgbd_tars(
         depth_suffix = TAR_DEPTH_SUFFIXES.get(depth.suffix.lower())
         if image_suffix not in IMAGE_SUFFIXES or depth_suffix is None:
             reason = "tars hold .jpg/.png/.webp images with .png or .npy depth"
-            skipped.append({"file": image.relative_to(src).as_posix(), "reason": reason})
+            skipped.append(skip_entry(image.relative_to(src).as_posix(), "tar_format", reason))
             continue
         key = sample_key(image.relative_to(src).as_posix())
         items.append((key, [(image, image_suffix), (depth, depth_suffix)]))
-    items = _unique(items, skipped)
-    return _write_all(dst, _read(items), len(items), shard_size, prefix, skipped, progress)
+    items = _unique(items, src, skipped)
+
+    def check_pair(files: list[tuple[Path, str]]) -> None:
+        """Read the pair as the `.npz` importer would: bad depth never reaches a tar."""
+        read_rgbd_pair(files[0][0], files[1][0], config)
+
+    return _write_all(src, dst, items, check_pair, shard_size, prefix, skipped, progress)

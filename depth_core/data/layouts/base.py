@@ -48,7 +48,8 @@ class RGBDLayout:
             raise DatasetImportError(f"source folder {src} does not exist")
         images: dict[tuple[str, ...], tuple[int, Path]] = {}
         depths: dict[tuple[str, ...], Path] = {}
-        for path in visible_files(src):
+        skipped: list[SkipEntry] = []
+        for path in visible_files(src, skipped):
             relative = path.relative_to(src).as_posix()
             match = self.depth.fullmatch(relative)
             if match is not None:
@@ -67,7 +68,6 @@ class RGBDLayout:
                 f"with depth maps {self.depth_file}"
             )
         pairs: list[Pair] = []
-        skipped: list[SkipEntry] = []
         for key in sorted(set(images) | set(depths)):
             image, depth = images.get(key, (0, None))[1], depths.get(key)
             if image is not None and depth is not None:

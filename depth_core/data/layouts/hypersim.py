@@ -107,8 +107,12 @@ def read_hdf5_raster(path: Path) -> np.ndarray:
         raise
     except Exception as exc:  # h5py raises OSError, KeyError, TypeError... for bad files
         raise SkippedFile("unreadable", f"cannot read HDF5 file {path}: {exc}") from exc
-    if not (isinstance(array, np.ndarray) and np.issubdtype(array.dtype, np.number)):
-        raise SkippedFile("unreadable", f"{path}: dataset 'dataset' is not a numeric array")
+    real = np.issubdtype(array.dtype, np.number) and not np.iscomplexobj(array)
+    if not (isinstance(array, np.ndarray) and real):
+        dtype = array.dtype if isinstance(array, np.ndarray) else type(array).__name__
+        raise SkippedFile(
+            "unreadable", f"{path}: dataset 'dataset' holds {dtype}, not real-valued numbers"
+        )
     return array.astype(np.float64)
 
 
