@@ -27,7 +27,11 @@ import torch
 
 from depth_core.models.checkpoint import CheckpointError
 from depth_core.models.image_processing import ImageProcessing
-from depth_core.models.transformers_teacher import TransformersDepthModel, TransformersModelConfig
+from depth_core.models.transformers_teacher import (
+    TransformersDepthModel,
+    TransformersModelConfig,
+    load_pickled_weights,
+)
 from depth_core.models.weights import IMAGENET_MEAN, IMAGENET_STD
 
 OFFICIAL_SUFFIXES = (".pth", ".pt")
@@ -84,12 +88,7 @@ def read_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The file's tensors (tensors only: ``weights_only=True``), unwrapped from a "model" or
     "state_dict" entry and a DDP "module." prefix."""
     path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError:  # a pre-zip (legacy) file cannot be memory-mapped
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # any unreadable file is the same error to the user
-        raise CheckpointError(path, f"not a readable PyTorch weights file ({error})") from error
+    state = load_pickled_weights(path)
     for key in ("model", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

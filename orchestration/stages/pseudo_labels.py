@@ -30,6 +30,7 @@ SUMMED = ("n_images", "n_shards_written", "n_shards_skipped", "nan_count", "imag
 
 def stage_pseudo_labels(ctx: StageContext) -> StageResult:
     from depth_core import distributed
+    from depth_core.model_loading import check_model_path, model_kind
     from depth_core.pseudo_label import (
         PseudoLabelError,
         finish_pseudo_labels,
@@ -41,6 +42,7 @@ def stage_pseudo_labels(ctx: StageContext) -> StageResult:
     out_dir = ctx.paths.out(L.PSEUDO_LABELS)
     unlabeled = ctx.paths.inp(L.UNLABELED)
     checkpoint = teacher_source.teacher_model_path(ctx.paths.inp(L.TEACHER))
+    check_model_path(checkpoint, model_kind(checkpoint))  # a damaged teacher clears no labels
     device = stage_device(ctx.params)
     ranks = distributed.setup(device)
     try:

@@ -64,12 +64,15 @@ def _existing_teacher_stage(ctx: StageContext) -> StageResult:
         return StageResult("teacher", {}, [out_dir])
     device = section_device(teacher.device, "teacher", ctx.params)
     check_tracking(ctx.paths.default_root)
-    digest = teacher_source.teacher_digest(source)
-    prepare_output(out_dir, {"source": teacher.source, "digest": digest}, code="teacher")
+    start = time.perf_counter()
+    # Loaded before the output is touched: weights or a processor file that do not load fail
+    # by name with the previous teacher and its pseudo-labels still in place.
+    model, described = load_depth_model(source, map_location=device)
+    made_from = teacher_source.fingerprint(source, teacher.source)
+    digest = made_from["digest"]
+    prepare_output(out_dir, made_from, code="teacher")
     model_path = teacher_source.install(source, teacher.source, out_dir)
     report_dir = ctx.paths.report_dir("teacher")
-    start = time.perf_counter()
-    model, described = load_depth_model(model_path, map_location=device)
     info = _describe_existing_teacher(teacher.source, source, model, described)
     # The keys a trained teacher's run logs too (batch_size, seed, ...), the device resolved.
     logged = {k: getattr(teacher, k) for k in _EXISTING_TEACHER_KEYS}

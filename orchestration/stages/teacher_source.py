@@ -5,7 +5,8 @@ downstream stages, DVC (which hashes that directory as the teacher stage's outpu
 experiment's fallback lookup all find it in one place whatever the source:
 
     models/teacher/model.safetensors   source train or checkpoint (a depth-distill checkpoint)
-    models/teacher/model.pth           source checkpoint (the authors' Depth Anything file)
+    models/teacher/<released name>.pth source checkpoint (the authors' Depth Anything file, under
+                                       its own name, which says its version and metric range)
     models/teacher/transformers/       source transformers (the folder's config, weights and
                                        preprocessor files)
 """
@@ -27,7 +28,6 @@ from orchestration.params.schema import TeacherParams, resolve_path
 # download caches are left behind (and do not change the teacher's digest).
 _FOLDER_PATTERNS = ("*.json", "*.safetensors")
 _FALLBACK_WEIGHTS = ("pytorch_model*.bin",)
-OFFICIAL_FILE = "model.pth"
 
 
 def existing_teacher_path(teacher: TeacherParams, root: Path, out_dir: Path) -> Path:
@@ -70,10 +70,19 @@ def teacher_digest(path: Path) -> str:
     return hashlib.md5(lines.encode()).hexdigest()
 
 
+def fingerprint(source: Path, kind: str) -> dict[str, str]:
+    """What the installed teacher is made from: its files' digest, and for the authors' .pth
+    its name too (the name says the version and metric range, so a rename is another model)."""
+    made_from = {"source": kind, "digest": teacher_digest(source)}
+    if kind == "checkpoint" and is_official_checkpoint(source):
+        made_from["name"] = source.name
+    return made_from
+
+
 def install(source: Path, kind: str, out_dir: Path) -> Path:
     """Copy the teacher into `out_dir` (atomically; kept when already there) and return the copy."""
     if kind == "checkpoint":
-        target = out_dir / (OFFICIAL_FILE if is_official_checkpoint(source) else CHECKPOINT_FILE)
+        target = out_dir / (source.name if is_official_checkpoint(source) else CHECKPOINT_FILE)
         if not target.exists():
             with atomic_path(target) as temp:
                 shutil.copyfile(source, temp)
@@ -96,14 +105,15 @@ def size_of(path: Path) -> int:
 def teacher_model_path(teacher_dir: Path) -> Path:
     """The teacher's model inside its output directory: the checkpoint, else the HF folder.
 
-    Only one of them (or the authors' .pth) exists (a change of source clears the directory); when neither does, the
-    checkpoint's path is returned so the caller's "does not exist" names the usual file.
+    Only one of them (or the authors' .pth) exists (a change of source clears the directory);
+    when none does, the checkpoint's path is returned so the caller's "does not exist" names the
+    usual file.
     """
     checkpoint = teacher_dir / CHECKPOINT_FILE
     folder = teacher_dir / TRANSFORMERS_DIR
-    official = teacher_dir / OFFICIAL_FILE
-    if not checkpoint.exists() and (folder / "config.json").is_file():
+    if checkpoint.exists():
+        return checkpoint
+    if (folder / "config.json").is_file():
         return folder
-    if not checkpoint.exists() and official.is_file():
-        return official
-    return checkpoint
+    official = sorted(teacher_dir.glob("[!.]*")) if teacher_dir.is_dir() else []
+    return next((p for p in official if p.is_file() and is_official_checkpoint(p)), checkpoint)
