@@ -17,6 +17,7 @@ from depth_core.export.metadata import (
     INPUT_NAME,
     OUTPUT_NAME,
     OnnxModelError,
+    error_line,
     read_export_metadata,
 )
 from depth_core.models.config import ModelConfig
@@ -89,7 +90,7 @@ def load_onnx_model(
     try:
         session = make_session(str(path), threads)
     except Exception as error:  # onnxruntime raises its own exception types
-        raise OnnxModelError(path, f"onnxruntime cannot load it ({error})") from error
+        raise OnnxModelError(path, f"onnxruntime cannot load it ({error_line(error)})") from error
     model = OnnxDepthModel(
         session, meta["config"], meta["input_format"], meta["input_multiple"], meta["fixed_size"]
     )

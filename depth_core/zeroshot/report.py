@@ -43,8 +43,19 @@ def _cell(values: Mapping[str, Any] | None, key: str) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _count_cell(values: Mapping[str, Any] | None) -> str:
+    """Images scored, and how many were skipped when some were: `3 (2 skipped)`, so a
+    figure over part of a benchmark never reads as one over all of it."""
+    n = None if values is None else values.get("n_images")
+    if n is None:
+        return "-"
+    skipped = values.get("n_skipped") or 0
+    return f"{n} ({skipped} skipped)" if skipped else str(n)
+
+
 def format_table(results: Results, benchmarks: Sequence[str], published: bool = True) -> str:
-    """A Markdown pipe table (readable in a terminal, rendered by Dagster and MLflow)."""
+    """A Markdown pipe table (readable in a terminal, rendered by Dagster and MLflow); the
+    `n` columns count the images scored and those skipped."""
     header = ["model"]
     for bench in benchmarks:
         header += [f"{bench} {label}" for _, label in _columns(bench)]
@@ -62,8 +73,7 @@ def format_table(results: Results, benchmarks: Sequence[str], published: bool = 
             values = per_bench.get(bench)
             cells += [_cell(values, key) for key, _ in _columns(bench)]
             if bench != DA2K:
-                n = None if values is None or not measured else values.get("n_images")
-                cells.append("-" if n is None else str(n))
+                cells.append(_count_cell(values if measured else None))
         lines.append("| " + " | ".join(cells) + " |")
     if published:
         lines.append("")
