@@ -1,9 +1,14 @@
 """Atomic file writes: readers (and DVC) never see a half-written output.
 
 Every file the project publishes is written through `atomic_path`: the content goes to a
-uniquely named hidden sibling (`.<name>.<pid>.<random>.tmp`), which is fsynced, renamed over
-the destination, and the directory fsynced, so a crash leaves the old file or the new one,
-never a truncated one, and two writers of the same file never share a temporary file.
+uniquely named hidden sibling (`.<name>.<pid>-<host>.<random>.tmp`), which is fsynced,
+renamed over the destination, and the directory fsynced, so a crash leaves the old file or
+the new one, never a truncated one, and two writers of the same file never share a temporary
+file. The pid and machine in the name let the next writer of a path remove what a killed one
+left behind (only temporaries whose process is gone, never a live writer's).
+
+A write that fails because the disk is full (or a quota or file size limit is reached) raises
+`DiskFull`, one line naming the file; the old content stays and no temporary file remains.
 
 JSON follows one policy: NaN and infinities become `null`, so every JSON file the project
 writes is strict JSON that DVC, MLflow and browsers can read.
@@ -11,10 +16,14 @@ writes is strict JSON that DVC, MLflow and browsers can read.
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import math
 import os
+import re
 import shutil
+import socket
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -22,11 +31,109 @@ from pathlib import Path, PurePath
 from typing import Any
 
 TEMP_SUFFIX = ".tmp"
+# Which machine (or container: pids are only comparable within one) wrote a temporary file.
+_HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
+_OWNER = re.compile(r"(\d+)-([0-9a-f]{6})\.")
+# errno values, and the words libraries that hide them (safetensors) use, for "no room".
+_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+_FULL_WORDS = (
+    "no space left",
+    "database or disk is full",
+    "file too large",
+    "quota exceeded",
+    "os error 28",
+    "os error 27",
+)
+
+
+class DiskFull(OSError, ValueError):
+    """No room to write a file (ENOSPC, EFBIG, EDQUOT); reported as one line, like bad input."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 def temp_prefix(path: str | Path) -> str:
     """How the temporary siblings of `path` start: finds leftovers of an interrupted write."""
     return f".{Path(path).name}."
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False
+
+
+def remove_dead_temps(path: str | Path) -> int:
+    """Remove the temporary siblings of `path` whose writer (on this machine) no longer runs.
+
+    A writer killed mid-write (kill -9, OOM) cannot clean up; its pid in the name tells the
+    next writer it is gone. Temporaries of live processes and of other machines are kept.
+    Returns how many were removed.
+    """
+    path = Path(path)
+    prefix = temp_prefix(path)
+    removed = 0
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not (entry.name.startswith(prefix) and entry.name.endswith(TEMP_SUFFIX)):
+            continue
+        owner = _OWNER.match(entry.name, len(prefix))
+        if owner is None or owner.group(2) != _HOST or not _process_gone(int(owner.group(1))):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            Path(entry.path).unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def says_disk_full(text: str) -> bool:
+    """Whether an error message says the disk is full (for libraries that drop the errno)."""
+    return any(word in text.lower() for word in _FULL_WORDS)
+
+
+def disk_full(error: BaseException, target: str | Path) -> DiskFull | None:
+    """`error` as a DiskFull naming `target` when it, or an error it arose from, means the
+    disk is full; None otherwise (and `error` itself when it already is a DiskFull).
+
+    Libraries often bury the errno: safetensors and sqlite only say it in words, torch's
+    writer keeps the OSError as the context of its own RuntimeError.
+    """
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, DiskFull):
+            return error
+        seen.add(id(error))
+        said = [line for line in str(error).splitlines() if says_disk_full(line)]
+        if isinstance(error, OSError) and error.errno in _FULL_ERRNOS:
+            code, reason = error.errno, os.strerror(error.errno)
+        elif said:
+            reason = said[0].strip()[:200]
+            too_large = "too large" in reason.lower() or "error 27" in reason
+            code = errno.EFBIG if too_large else errno.ENOSPC
+        else:
+            error = error.__cause__ or error.__context__
+            continue
+        return DiskFull(
+            code, f"no space left to write {target} ({reason}); free some space and run again"
+        )
+    return None
+
+
+def _raise_if_full(error: BaseException, path: Path) -> None:
+    """Re-raise a full-disk failure of writing `path` as DiskFull naming it."""
+    full = disk_full(error, path)
+    if full is not None and full is not error:
+        raise full from error
 
 
 def _reserve_temp(path: Path, make: Callable[[Path], object]) -> Path:
@@ -36,7 +143,7 @@ def _reserve_temp(path: Path, make: Callable[[Path], object]) -> Path:
     """
     for _ in range(100):
         temp = path.with_name(
-            f"{temp_prefix(path)}{os.getpid()}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}"
+            f"{temp_prefix(path)}{os.getpid()}-{_HOST}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}"
         )
         try:
             make(temp)
@@ -79,17 +186,20 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
     On leaving the block without error the temporary file is fsynced, renamed over `path` and
     the directory fsynced. On any error (also in the rename) the temporary file is removed,
-    `path` keeps its previous content, and the error propagates.
+    `path` keeps its previous content, and the error propagates (as DiskFull when the disk
+    is full). Temporaries a killed writer of `path` left are removed first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_temps(path)
     temp = _reserve_temp(path, _create_file)
     try:
         yield temp
         _fsync_file(temp)
         os.replace(temp, path)
-    except BaseException:
+    except BaseException as error:
         temp.unlink(missing_ok=True)
+        _raise_if_full(error, path)
         raise
     fsync_dir(path.parent)
 
@@ -102,13 +212,15 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_temps(path)
     temp = _reserve_temp(path, lambda name: os.mkdir(name, 0o777))
     try:
         yield temp
         fsync_dir(temp)
         os.replace(temp, path)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(temp, ignore_errors=True)
+        _raise_if_full(error, path)
         raise
     fsync_dir(path.parent)
 
@@ -122,12 +234,14 @@ def replaced_directory(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_temps(path)
     new = _reserve_temp(path, lambda name: os.mkdir(name, 0o777))
     try:
         yield new
         fsync_dir(new)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(new, ignore_errors=True)
+        _raise_if_full(error, path)
         raise
     if path.exists():
         old = _reserve_temp(path, lambda name: os.mkdir(name, 0o777))

@@ -80,8 +80,9 @@ def save_train_state(
     save_checkpoint(directory / model_name, model, metadata={"step": str(step)})
 
     payload = dict(state, format=FORMAT_VERSION, model_file=model_name, rng=capture_rng())
-    with atomic_path(directory / STATE_FILE) as temp:
-        torch.save(payload, temp)
+    # Through a Python file: torch's own writer reports a full disk without its errno.
+    with atomic_path(directory / STATE_FILE) as temp, open(temp, "wb") as handle:
+        torch.save(payload, handle)
 
     for old in directory.glob("model-step*.safetensors"):
         if old.name != model_name:

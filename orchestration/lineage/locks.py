@@ -5,6 +5,8 @@ lock file, `<root>/.locks/<stage>.lock`, before it clears or writes a stage's ou
 second runner does not wait: it fails at once naming the stage and the holder (pid, runner,
 start time), and has touched nothing. The lock is an `fcntl.flock` on an open file, so the
 kernel drops it when the holder exits, even on `kill -9`: no stale lock survives a crash.
+A forked child (a DataLoader worker) closes its copy of the lock file at once, so a worker
+that outlives a killed stage does not keep the stage's outputs locked.
 """
 
 from __future__ import annotations
@@ -20,6 +22,19 @@ from pathlib import Path
 
 LOCK_DIR = ".locks"
 _held: dict[str, int] = {}  # lock file -> depth of re-entry in this process
+_handles: dict[str, object] = {}  # lock file -> the open file holding its flock
+
+
+def _forget_locks_in_child() -> None:
+    """In a forked child: close the inherited lock files (closing, unlike LOCK_UN, leaves the
+    parent's lock held) and hold nothing, since the child does not own the parent's outputs."""
+    for handle in _handles.values():
+        handle.close()
+    _handles.clear()
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_forget_locks_in_child)
 
 
 class OutputsBusy(ValueError):
@@ -52,7 +67,8 @@ def output_lock(root: Path, name: str, runner: str) -> Iterator[None]:
         try:
             yield
         finally:
-            _held[key] -= 1
+            if key in _held:
+                _held[key] -= 1
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = open(path, "a+")  # noqa: SIM115 - kept open for as long as the lock is held
@@ -70,10 +86,13 @@ def output_lock(root: Path, name: str, runner: str) -> Iterator[None]:
         handle.write(json.dumps({**info, "stage": name, "since": time.time()}))
         handle.flush()
         _held[key] = 1
+        _handles[key] = handle
         try:
             yield
         finally:
-            del _held[key]
-            handle.truncate(0)
+            _held.pop(key, None)
+            _handles.pop(key, None)
+            if not handle.closed:  # closed: a forked child leaving the block of its parent
+                handle.truncate(0)
     finally:
         handle.close()  # releases the flock

@@ -68,8 +68,8 @@ def test_a_crash_while_writing_the_state_keeps_the_previous_checkpoint(
     model = build_model(ModelConfig(**tiny_vit))
     save_train_state(tmp_path, model, {"step": 1})
 
-    def crash(payload, path):
-        Path(path).write_bytes(b"half a state file")
+    def crash(payload, handle):
+        handle.write(b"half a state file")
         raise OSError("killed")
 
     monkeypatch.setattr(torch, "save", crash)
