@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 InputFormat = Literal["float", "uint8"]
 
@@ -23,10 +23,10 @@ class ExportConfig(BaseModel):
     parity_tolerance: float = Field(
         1e-3, gt=0, description="largest accepted |onnx - torch| / max|torch| on any image"
     )
-    parity_sizes: list[tuple[int, int]] = Field(
+    parity_sizes: list[tuple[PositiveInt, PositiveInt]] = Field(
         default_factory=lambda: [(96, 128), (128, 80), (75, 131)],
         min_length=1,
         description="(height, width) of the parity images: several sizes and aspect ratios",
     )
     parity_images_per_size: int = Field(2, ge=1, description="images per size (one batch)")
-    parity_seed: int = 0
+    parity_seed: int = Field(0, ge=0)

@@ -7,7 +7,7 @@ handed to `train` differs, so teacher and student runs are directly comparable.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -37,6 +37,9 @@ class TrainLossConfig(LossTerms):
     normalize_target: bool = True
 
 
+AdamBeta = Annotated[float, Field(ge=0.0, lt=1.0)]  # what torch.optim.AdamW accepts
+
+
 class OptimConfig(BaseModel):
     """AdamW with a 10x decoder learning rate, warm-up then decay (Depth Anything)."""
 
@@ -45,7 +48,7 @@ class OptimConfig(BaseModel):
     lr: float = Field(2e-4, gt=0.0, description="encoder (backbone) learning rate")
     decoder_lr_mult: float = Field(10.0, gt=0.0)
     weight_decay: float = Field(0.01, ge=0.0)
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[AdamBeta, AdamBeta] = (0.9, 0.999)
     warmup_steps: int = Field(100, ge=0)
     schedule: Literal["poly", "cosine", "constant"] = "poly"
     poly_power: float = Field(0.9, gt=0.0)

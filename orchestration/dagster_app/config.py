@@ -80,6 +80,11 @@ def _flatten(node: dict, prefix: str) -> list[tuple[str, Any]]:
     for key, value in node.items():
         if value is None:
             continue
+        if "." in key:  # a mapping's own key (a student's name) cannot hold the separator
+            where = prefix.rstrip(".") or "the top level"
+            raise ValueError(
+                f"overrides: key {key!r} under {where} contains '.', the separator of dotted keys"
+            )
         if isinstance(value, dict):
             items += _flatten(value, f"{prefix}{key}.")
         else:

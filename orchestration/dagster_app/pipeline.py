@@ -37,8 +37,11 @@ class PipelineResource(dg.ConfigurableResource):
     commit_to_dvc: bool = True
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        """Validate the params before any stage runs: a bad value fails the run naming its key."""
+        """Validate the params and the experiment's name before any stage runs: a bad value
+        fails the run naming its key."""
         self.params()
+        if self.experiment:
+            experiment_paths(Path(self.root), self.experiment)
 
     def params(self) -> Params:
         items = override_items(self.overrides)

@@ -76,5 +76,9 @@ def default_paths(root: Path) -> LineagePaths:
 
 
 def experiment_paths(root: Path, name: str) -> LineagePaths:
+    """experiments/<name>/, the name's other characters made `_`; `.` and `..` are refused: they
+    would write into experiments/ itself or over the default lineage."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "experiment"
+    if safe in (".", ".."):
+        raise ValueError(f"experiment {name!r}: not a folder name under experiments/")
     return LineagePaths(root=(root / "experiments" / safe).resolve(), fallback=root.resolve())

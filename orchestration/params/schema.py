@@ -7,6 +7,8 @@ key named, before a single image is rendered.
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -96,7 +98,7 @@ class LabeledDataParams(StrictModel):
     n_train: int = Field(2000, ge=1)
     n_val: int = Field(128, ge=1)
     shard_size: int = Field(256, ge=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     workers: int = Field(
         1, ge=1, description="processes rendering shards in parallel (same files for any count)"
     )
@@ -133,7 +135,7 @@ class UnlabeledDataParams(StrictModel):
     source: Literal["target", "folder", "webdataset"] = "target"
     n_images: int = Field(3000, ge=1)
     shard_size: int = Field(256, ge=1)
-    seed: int = 1
+    seed: int = Field(1, ge=0)
     workers: int = Field(
         1, ge=1, description="processes rendering shards in parallel (same files for any count)"
     )
@@ -153,7 +155,7 @@ class TargetEvalParams(StrictModel):
 
     source: Literal["target", "folder", "webdataset"] = "target"
     n_images: int = Field(128, ge=1)
-    seed: int = 2
+    seed: int = Field(2, ge=0)
     folder: RGBDImportConfig | None = None
     urls: str | list[str] | None = Field(None, description=_URLS_HELP)
     working_size: WorkingSize = Field((96, 128), description=_WORKING_SIZE_HELP)
@@ -319,6 +321,11 @@ class ExportParams(ExportConfig):
         return ExportConfig.model_validate(self.model_dump(include=set(ExportConfig.model_fields)))
 
 
+# A student's name is part of its folders, files and Dagster asset keys (models/students/NAME),
+# and a key of dotted overrides (students.NAME.epochs): no separators, no `..`.
+STUDENT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+
+
 class Params(StrictModel):
     device: str = Field(
         "auto",
@@ -337,6 +344,30 @@ class Params(StrictModel):
     @classmethod
     def _known_device(cls, device: str) -> str:
         return check_device_name(device)
+
+    @field_validator("students")
+    @classmethod
+    def _safe_student_names(cls, students: dict[str, TrainConfig]) -> dict[str, TrainConfig]:
+        for name in students:
+            if not STUDENT_NAME.fullmatch(name):
+                raise ValueError(
+                    f"students key {name!r}: a student's name becomes its folder "
+                    "(models/students/NAME); use letters, digits, '_' and '-'"
+                )
+        return students
+
+    @model_validator(mode="after")
+    def _finite_numbers(self):
+        """NaN passes no range check but infinity passes every lower bound (`lr: .inf`), and
+        no knob means anything there."""
+        bad = [
+            f"{key} = {value}"
+            for key, value in _numbers(self.model_dump())
+            if not math.isfinite(value)
+        ]
+        if bad:
+            raise ValueError(f"{', '.join(bad)}: every number must be finite")
+        return self
 
     @model_validator(mode="after")
     def _experts_exist(self, info: ValidationInfo):
@@ -362,6 +393,16 @@ def expert_name(entry: str) -> str:
     return Path(entry).stem
 
 
+def _numbers(node: Any, prefix: str = ""):
+    """(dotted key, value) of every float in a dumped params tree (list items by index)."""
+    items = node.items() if isinstance(node, dict) else enumerate(node)
+    for key, value in items:
+        if isinstance(value, float):
+            yield f"{prefix}{key}", value
+        elif isinstance(value, dict | list | tuple):
+            yield from _numbers(value, f"{prefix}{key}.")
+
+
 def _check_expert(entry: str, key: str, students: dict, root: str | None) -> None:
     """An expert is the teacher, a student of `students`, or an existing checkpoint path."""
     if entry == "teacher":
@@ -383,10 +424,31 @@ class ParamsError(ValueError):
 
 def _format_errors(exc: ValidationError, source: str) -> str:
     lines = [f"{source}: {exc.error_count()} invalid parameter(s)"]
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "<root>"
-        lines.append(f"  {key}: {err['msg']}")
+    lines += [f"  {_error_line(err)}" for err in exc.errors()]
     return "\n".join(lines)
+
+
+_LEADING_KEY = re.compile(r"(?:Value error, )?([A-Za-z_]\w*(?:\.\w+)*)")
+
+
+def _error_line(err: dict) -> str:
+    """`dotted.key: message`. A check of a whole section (`teacher.perturb`) whose message
+    starts with one of the section's keys (`blur_sigma must ...`) names that key in full; a
+    check of the whole file names its keys itself."""
+    loc = [str(part) for part in err["loc"]]
+    msg = err["msg"]
+    if not loc:
+        return msg.removeprefix("Value error, ")
+    lead = _LEADING_KEY.match(msg)
+    if lead and isinstance(err.get("input"), dict):
+        parts = lead.group(1).split(".")
+        if parts[0] == loc[-1]:
+            parts = parts[1:]
+        if parts and parts[0] in err["input"]:
+            loc += parts
+            if msg[lead.end() :].startswith(":"):
+                msg = msg[lead.end() + 1 :].lstrip()
+    return f"{'.'.join(loc)}: {msg}"
 
 
 def parse_params(
