@@ -17,11 +17,14 @@ store), `MLFLOW_EXPERIMENT_NAME` (the experiment, `depth-distill` by default) an
 `DEPTH_DISTILL_TRACKING=off` runs every stage without MLflow (metrics still go to `metrics/`).
 A tracking server is reached once, with a short timeout, before a stage clears any output, so
 an unreachable one fails in seconds with one line instead of after minutes of retries.
+A store whose disk is full fails with one line naming the store (`DiskFull`), not a page of SQL.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import math
 import os
 import subprocess
@@ -30,11 +33,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel
+
+from depth_core.atomic_io import DiskFull, disk_full, says_disk_full
 
 DEFAULT_EXPERIMENT = "depth-distill"
 EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
@@ -169,7 +174,46 @@ def _client(root: Path):
 
     for name, value in _HTTP_DEFAULTS.items():
         os.environ.setdefault(name, value)
-    return MlflowClient(tracking_uri=default_tracking_uri(root))
+    uri = default_tracking_uri(root)
+    return _StoreClient(MlflowClient(tracking_uri=uri), f"MLflow store {uri}")
+
+
+class _StoreClient:
+    """An MlflowClient whose calls fail as DiskFull naming the store (or, for artifacts, the
+    run's artifact folder) when its disk is full: MLflow reports that as a multi-line SQL error
+    or a bare OSError, neither naming a path."""
+
+    def __init__(self, client, store: str):
+        self._client, self._store = client, store
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            try:
+                return attr(*args, **kwargs)
+            except Exception as error:
+                full = disk_full(error, self._target(name, args))
+                if full is None or full is error:
+                    raise
+                raise full from error
+
+        return call
+
+    def _target(self, method: str, args: tuple) -> str:
+        if method.startswith("log_artifact") and args:
+            with suppress(Exception):  # the store may fail to answer too
+                return f"MLflow artifacts {self._client.get_run(args[0]).info.artifact_uri}"
+        return self._store
+
+
+# MLflow logs every failed SQL statement with its parameters before raising; a full disk is
+# reported once, as DiskFull naming the store.
+logging.getLogger("mlflow.store.db.utils").addFilter(
+    lambda record: not says_disk_full(record.getMessage())
+)
 
 
 def _experiment_id(client, root: Path) -> str:
@@ -299,6 +343,40 @@ def _find_or_create_parent(client, experiment_id: str, pipeline_key: str, tags: 
     return run.info.run_id
 
 
+def _setup_lock_file(root: Path) -> Path:
+    """Beside a sqlite store (shared by every root that points at it), else in the root."""
+    uri = default_tracking_uri(root)
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///").split("?")[0] + ".setup.lock")
+    return Path(root) / ".locks" / "mlflow-setup.lock"
+
+
+@contextmanager
+def _store_setup_lock(root: Path, timeout_s: float = 300.0) -> Iterator[None]:
+    """One process at a time creates the store's tables, the experiment and a pipeline's parent
+    run: stages that start together (Dagster's multiprocess executor, two schedulers) otherwise
+    race MLflow's schema migration on a new sqlite file ("table metrics already exists") and
+    make two parent runs for one pipeline. Held for milliseconds once the store exists."""
+    path = _setup_lock_file(root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout_s
+    with open(path, "a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"MLflow store setup: {path} stayed locked for {timeout_s:.0f} s"
+                    ) from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @contextmanager
 def stage_run(
     root: Path,
@@ -316,8 +394,6 @@ def stage_run(
         yield UntrackedRun()
         return
     check_tracking(root)
-    client = _client(root)
-    experiment_id = _experiment_id(client, root)
     tags = {"runner": runner, **(extra_tags or {})}
     commit = git_commit(root)
     if commit:
@@ -326,7 +402,10 @@ def stage_run(
     dvc_exp = os.environ.get("DVC_EXP_NAME")
     if dvc_exp:
         tags["dvc_experiment"] = dvc_exp
-    parent = _find_or_create_parent(client, experiment_id, pipeline_key, dict(tags))
+    with _store_setup_lock(root):
+        client = _client(root)
+        experiment_id = _experiment_id(client, root)
+        parent = _find_or_create_parent(client, experiment_id, pipeline_key, dict(tags))
     run = client.create_run(
         experiment_id,
         run_name=run_name or stage,
@@ -347,9 +426,14 @@ def stage_run(
         status = "FINISHED"
     finally:
         try:
-            handle.flush()
-        finally:
-            client.set_terminated(run.info.run_id, status)
+            try:
+                handle.flush()
+            finally:
+                client.set_terminated(run.info.run_id, status)
+        except DiskFull:
+            if status == "FINISHED":
+                raise
+            # the stage failed already (often on the same full disk): keep its own error
 
 
 @dataclass

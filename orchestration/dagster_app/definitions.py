@@ -239,6 +239,14 @@ def build_definitions(
         selection=dg.AssetSelection.all(),
         description="The whole lineage, data to agreement report, each asset checked after it.",
     )
+    parallel_job = dg.define_asset_job(
+        "lineage_parallel",
+        selection=dg.AssetSelection.all(),
+        executor_def=dg.multiprocess_executor,
+        description="The whole lineage with independent assets at once, each in its own "
+        "process (the data stages together, then every student): set "
+        "`execution.config.max_concurrent` to what the machine holds.",
+    )
     checks_job = dg.define_asset_job(
         "checks",
         selection=dg.AssetSelection.all_asset_checks(),
@@ -247,7 +255,7 @@ def build_definitions(
     return dg.Definitions(
         assets=[_stage_asset(spec, params) for spec in specs],
         asset_checks=[check for spec in specs for check in asset_checks(spec)],
-        jobs=[lineage_job, checks_job],
+        jobs=[lineage_job, parallel_job, checks_job],
         sensors=[dvc_runs],
         resources=lineage_resources(pipeline),
         executor=dg.in_process_executor,

@@ -58,6 +58,13 @@ def stage_outs(stage: str, key: str | None = None, dvc_file: Path = DVC_FILE) ->
     return _listed(stage, "outs", key, dvc_file)
 
 
+def stage_written(stage: str, key: str | None = None, dvc_file: Path = DVC_FILE) -> list[str]:
+    """Every path the stage writes: its outputs, metrics and plots (what DVC locks for it)."""
+    return [
+        p for field in ("outs", "metrics", "plots") for p in _listed(stage, field, key, dvc_file)
+    ]
+
+
 def stage_out(stage: str, name: str | None = None, dvc_file: Path = DVC_FILE) -> str:
     """The stage's one output, or the one whose last path component is `name` (e.g. the
     labeled data's `train` and `val`); anything else is an error naming dvc.yaml's stage."""

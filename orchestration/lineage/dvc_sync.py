@@ -31,14 +31,16 @@ def is_dvc_repo(root: Path) -> bool:
 
 
 def commit_stage(root: Path, stage: str, timeout: float = 1800) -> None:
-    """`dvc commit --force STAGE`: dvc.lock records what the stage just made."""
+    """`dvc commit --force STAGE`: dvc.lock records what the stage just made. It waits for DVC's
+    repository lock (another `dvc repro` hashing its own stage holds it for seconds to minutes)
+    rather than failing after DVC's default three seconds."""
     exe = dvc_executable()
     if exe is None:
         raise DvcError("dvc is not installed: run `make setup`")
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     proc = subprocess.run(
-        [exe, "commit", "--force", stage],
+        [exe, "--wait-for-lock", "commit", "--force", stage],
         cwd=root,
         capture_output=True,
         text=True,

@@ -6,12 +6,14 @@ assets all call `run_stage`, which holds an exclusive lock on the stage's output
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
+from orchestration.lineage.dvc_busy import dvc_users
+from orchestration.lineage.dvc_file import stage_written
 from orchestration.lineage.dvc_lock import LockState, lock_state
 from orchestration.lineage.dvc_sync import commit_stage, is_dvc_repo
-from orchestration.lineage.locks import output_lock
+from orchestration.lineage.locks import OutputsBusy, output_lock
 from orchestration.lineage.stage_id import PER_STUDENT, StageId
 from orchestration.stages.agreement import stage_agreement
 from orchestration.stages.base import StageContext, StageResult, distributed_rank
@@ -40,12 +42,23 @@ STAGE_NAMES = tuple(STAGE_FUNCTIONS)
 LAUNCHED_STAGES = ("teacher", "pseudo_labels", "student")
 
 
-def _outputs_lock(ctx: StageContext, stage: StageId) -> AbstractContextManager:
+@contextmanager
+def _outputs_lock(ctx: StageContext, stage: StageId) -> Iterator[None]:
     """The lock on the stage's outputs; under torchrun rank 0 holds it for every rank (the
-    others write only what rank 0 hands them, e.g. their own pseudo-label shards)."""
+    others write only what rank 0 hands them, e.g. their own pseudo-label shards). On the
+    default lineage, outputs another DVC process still hashes, or reads as deps, are busy too."""
     if distributed_rank() > 0:
-        return nullcontext()
-    return output_lock(ctx.paths.root, stage.record, ctx.runner)
+        yield
+        return
+    with output_lock(ctx.paths.root, stage.record, ctx.runner):
+        if not ctx.paths.is_experiment:
+            users = dvc_users(ctx.paths.root, stage_written(stage.stage, stage.student))
+            if users:
+                raise OutputsBusy(
+                    f"stage {stage.dvc}: DVC is using its outputs: {'; '.join(users)}; "
+                    "wait for that run to finish"
+                )
+        yield
 
 
 def run_stage(name: str, ctx: StageContext, student: str | None = None) -> StageResult:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -96,23 +97,46 @@ def test_dagster_in_process_materialisation_keeps_dvc_clean(project_copy: Path):
     _assert_mlflow_teacher_and_students(project_copy, "dagster")
 
 
-def test_dagster_cli_materialises_every_asset(project_copy: Path):
-    proc = run(
-        [
-            str(BIN / "dagster"),
-            "asset",
-            "materialize",
-            "--select",
-            "*",
-            "-m",
-            "orchestration.dagster_app.definitions",
-        ],
-        project_copy,
-        timeout=900,
-    )
-    assert "RUN_SUCCESS" in proc.stdout + proc.stderr
+def test_dagster_cli_materialises_every_asset_in_parallel(project_copy: Path, monkeypatch):
+    """The `lineage_parallel` job from the command line: each asset in its own process, the
+    students at once against one mlflow.db, and DVC and Dagster agree afterwards."""
+    import dagster as dg
+    from dagster._core.definitions.data_version import DATA_VERSION_TAG
+
+    from orchestration.dagster_app.lineage import lineage
+    from orchestration.dagster_app.report import instance_for
+    from orchestration.lineage.dvc_lock import lock_state
+    from orchestration.params.schema import load_params
+
+    command = ["job", "execute", "-m", "orchestration.dagster_app.definitions"]
+    proc = run([str(BIN / "dagster"), *command, "-j", "lineage_parallel"], project_copy, 900)
+    output = proc.stdout + proc.stderr
+    assert "RUN_SUCCESS" in output
+    assert "database is locked" not in output and "Unable to acquire lock" not in output
     assert (project_copy / "reports/agreement/report.html").exists()
     _assert_dvc_clean(project_copy)
+    _assert_mlflow_teacher_and_students(project_copy, "dagster")
+    students = [r for r in _mlflow_runs(project_copy) if r.data.tags.get("role") == "student"]
+    assert {r.info.status for r in students} == {"FINISHED"}
+    params = load_params(project_copy / "params.yaml")
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    with instance_for(project_copy) as instance:
+        (record,) = instance.get_run_records()
+        steps = {f"student_checkpoint_{name}" for name in params.students}
+        spans: dict[str, list[float]] = {}
+        for entry in instance.all_logs(record.dagster_run.run_id):
+            event = entry.dagster_event if entry.step_key in steps else None
+            if event is not None and event.event_type_value in ("STEP_START", "STEP_SUCCESS"):
+                spans.setdefault(entry.step_key, []).append(entry.timestamp)
+        assert set(spans) == steps and all(len(span) == 2 for span in spans.values())
+        ordered = sorted(spans.values())
+        assert any(b[0] < a[1] for a, b in itertools.pairwise(ordered)), (
+            f"no two students ran at once: {spans}"
+        )
+        for spec in lineage(params):
+            record = instance.fetch_materializations(dg.AssetKey(spec.key), limit=1).records[0]
+            version = record.asset_materialization.tags[DATA_VERSION_TAG]
+            assert version == lock_state(project_copy, spec.dvc_stage).data_version, spec.key
 
 
 def test_dvc_repro_metrics_and_experiments(project_copy: Path):
