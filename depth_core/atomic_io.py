@@ -33,7 +33,7 @@ from typing import Any
 TEMP_SUFFIX = ".tmp"
 # Which machine (or container: pids are only comparable within one) wrote a temporary file.
 _HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
-_OWNER = re.compile(r"(\d+)-([0-9a-f]{6})\.")
+_OWNER = re.compile(r"\.(\d+)-([0-9a-f]{6})\.[0-9a-f]{8}\.tmp$")  # .<pid>-<host>.<rand>.tmp
 # errno values, and the words libraries that hide them (safetensors) use, for "no room".
 _FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 _FULL_WORDS = (
@@ -68,24 +68,28 @@ def _process_gone(pid: int) -> bool:
     return False
 
 
-def remove_dead_temps(path: str | Path) -> int:
-    """Remove the temporary siblings of `path` whose writer (on this machine) no longer runs.
+_swept: set[str] = set()  # folders this process has cleaned of dead writers' temporaries
 
-    A writer killed mid-write (kill -9, OOM) cannot clean up; its pid in the name tells the
-    next writer it is gone. Temporaries of live processes and of other machines are kept.
-    Returns how many were removed.
+
+def remove_dead_temps(path: str | Path) -> int:
+    """Remove the temporaries in `path`'s folder whose writer (on this machine) no longer runs.
+
+    A writer killed mid-write (kill -9, OOM) cannot clean up; the pid in a temporary's name
+    tells the next writer into the folder that it is gone. Temporaries of live processes and
+    of other machines are kept. A folder is swept once per process (its first write), so
+    writing many files into one folder stays linear. Returns how many were removed.
     """
-    path = Path(path)
-    prefix = temp_prefix(path)
+    folder = os.path.realpath(Path(path).parent)
+    if folder in _swept:
+        return 0
+    _swept.add(folder)
     removed = 0
     try:
-        entries = list(os.scandir(path.parent))
+        entries = list(os.scandir(folder))
     except OSError:
         return 0
     for entry in entries:
-        if not (entry.name.startswith(prefix) and entry.name.endswith(TEMP_SUFFIX)):
-            continue
-        owner = _OWNER.match(entry.name, len(prefix))
+        owner = _OWNER.search(entry.name) if entry.name.startswith(".") else None
         if owner is None or owner.group(2) != _HOST or not _process_gone(int(owner.group(1))):
             continue
         if entry.is_dir(follow_symlinks=False):

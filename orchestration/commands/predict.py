@@ -1,7 +1,7 @@
 """`depth-distill predict`: disparity maps for a file or a folder of images of any size.
 
 For each image, `<stem>.npy` holds float32 disparity at the image's original resolution
-(larger = nearer) and `<stem>.png` a colourised picture of it; sub-folders of the input are
+(larger = nearer) and `<stem>.png` a colourised picture of it, each written whole or not at all; sub-folders of the input are
 mirrored in the output so equal file names never collide. Unreadable files are skipped and
 listed at the end; the command fails only when no image could be predicted. `--checkpoint` is a
 depth-distill .safetensors file, a local Hugging Face depth-estimation folder, or a
@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from depth_core.atomic_io import atomic_path
 from depth_core.data.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image
 from depth_core.inference import load_for_inference
 from depth_core.models import CheckpointError
@@ -74,6 +75,15 @@ def output_stem(path: Path, source: Path, output: Path) -> Path:
     return output / relative / path.stem
 
 
+def write_prediction(stem: Path, disparity: np.ndarray) -> None:
+    """`<stem>.npy` and `<stem>.png`, each complete or absent: a run killed mid-way leaves no
+    half-written map that looks finished."""
+    with atomic_path(stem.with_suffix(".npy")) as temp, open(temp, "wb") as handle:
+        np.save(handle, disparity.astype(np.float32, copy=False))
+    with atomic_path(stem.with_suffix(".png")) as temp:
+        Image.fromarray(colorize_disparity(disparity)).save(temp, format="PNG")
+
+
 def run(args: argparse.Namespace) -> int:
     source, output = Path(args.input), Path(args.output)
     try:
@@ -110,9 +120,7 @@ def run(args: argparse.Namespace) -> int:
     ):
         path = readable.popleft()
         stem = output_stem(path, source, output)
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        np.save(stem.with_suffix(".npy"), disparity.astype(np.float32, copy=False))
-        Image.fromarray(colorize_disparity(disparity)).save(stem.with_suffix(".png"))
+        write_prediction(stem, disparity)
         written += 1
         bar.update(1)
     bar.close()

@@ -1,5 +1,5 @@
 """kill -9 of a stage holding its output lock: the next run starts at once, and what the killed
-one was writing (hidden temporaries of atomic_io) is removed by the next writer of that path."""
+one was writing (hidden temporaries of atomic_io) is removed by the next writer into its folder."""
 
 from __future__ import annotations
 
@@ -138,10 +138,18 @@ def test_temporaries_of_live_writers_and_other_machines_are_kept(tmp_path):
     assert target.read_text() == "from the slow writer"  # the live writer finished normally
 
 
-def test_only_the_next_writer_of_the_same_path_cleans_up(tmp_path):
-    """Other outputs keep their temporaries until their own writer comes (like shards that
-    another rank builds)."""
+def test_the_next_writer_into_the_folder_sweeps_it_once(tmp_path):
+    """Any write into the folder removes every dead writer's temporary there (a killed stage's
+    other outputs included), and a folder is swept once per process: writing thousands of
+    files into one folder does not list it thousands of times."""
     proc, _ = _start(_STAGE, tmp_path)
     _kill(proc)
-    atomic_write(tmp_path / "out" / "model.onnx", b"x")
     assert len(_hidden(tmp_path / "out")) == 3
+    atomic_write(tmp_path / "out" / "model.onnx", b"x")
+    assert _hidden(tmp_path / "out") == []
+    dead, _ = _start("print(flush=True)")
+    dead.wait()
+    later = tmp_path / "out" / f".model.onnx.{dead.pid}-{atomic_io._HOST}.0123abcd.tmp"
+    later.write_bytes(b"left after the sweep")
+    atomic_write(tmp_path / "out" / "model.onnx", b"y")
+    assert later.exists(), "swept once per process"

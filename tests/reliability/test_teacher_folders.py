@@ -97,6 +97,20 @@ def test_truncated_weights_are_named_before_anything_is_written(folder, tmp_path
     assert not out.exists()
 
 
+def test_a_teacher_damaged_after_install_clears_no_pseudo_labels(folder, tmp_path):
+    """The pseudo-label stage reads the installed copy in models/teacher/: damaged there (a
+    disk error, an edit), it is named before the labels are cleared, not after."""
+    ctx = _context(tmp_path / "project", folder)
+    markers = _outputs_left_alone(ctx)
+    installed = ctx.paths.out(L.TEACHER) / L.TRANSFORMERS_DIR
+    shutil.copytree(folder, installed)
+    weights = installed / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:10])
+    with pytest.raises(CheckpointError, match=r"transformers/model\.safetensors: truncated"):
+        run_stage("pseudo_labels", ctx)
+    assert all(m.exists() for m in markers)
+
+
 def _segmenter(folder: Path) -> Path:
     from transformers import DPTConfig, DPTForSemanticSegmentation
 
