@@ -68,7 +68,22 @@ def _process_gone(pid: int) -> bool:
     return False
 
 
-_swept: set[str] = set()  # folders this process has cleaned of dead writers' temporaries
+# folder -> its mtime after this process last published into it: an unchanged folder has
+# gained no temporaries since, so it needs no new sweep
+_swept: dict[str, int] = {}
+
+
+def _folder_mtime(folder: str) -> int | None:
+    try:
+        return os.stat(folder).st_mtime_ns
+    except OSError:
+        return None
+
+
+def _published_into(folder: Path) -> None:
+    """Remember the folder's state after this process's write (see `remove_dead_temps`)."""
+    key = os.path.realpath(folder)
+    _swept[key] = _folder_mtime(key)
 
 
 def remove_dead_temps(path: str | Path) -> int:
@@ -76,13 +91,13 @@ def remove_dead_temps(path: str | Path) -> int:
 
     A writer killed mid-write (kill -9, OOM) cannot clean up; the pid in a temporary's name
     tells the next writer into the folder that it is gone. Temporaries of live processes and
-    of other machines are kept. A folder is swept once per process (its first write), so
-    writing many files into one folder stays linear. Returns how many were removed.
+    of other machines are kept. A folder unchanged since this process last published into it is
+    not listed again, so writing many files into one folder one after another stays linear.
+    Returns how many were removed.
     """
     folder = os.path.realpath(Path(path).parent)
-    if folder in _swept:
+    if folder in _swept and _swept[folder] == _folder_mtime(folder):
         return 0
-    _swept.add(folder)
     removed = 0
     try:
         entries = list(os.scandir(folder))
@@ -206,6 +221,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         _raise_if_full(error, path)
         raise
     fsync_dir(path.parent)
+    _published_into(path.parent)
 
 
 @contextmanager
@@ -227,6 +243,7 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
         _raise_if_full(error, path)
         raise
     fsync_dir(path.parent)
+    _published_into(path.parent)
 
 
 @contextmanager
@@ -255,6 +272,7 @@ def replaced_directory(path: str | Path) -> Iterator[Path]:
     else:
         os.replace(new, path)
     fsync_dir(path.parent)
+    _published_into(path.parent)
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> Path:

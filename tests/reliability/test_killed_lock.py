@@ -138,18 +138,26 @@ def test_temporaries_of_live_writers_and_other_machines_are_kept(tmp_path):
     assert target.read_text() == "from the slow writer"  # the live writer finished normally
 
 
-def test_the_next_writer_into_the_folder_sweeps_it_once(tmp_path):
+def test_the_next_writer_into_the_folder_sweeps_it(tmp_path, monkeypatch):
     """Any write into the folder removes every dead writer's temporary there (a killed stage's
-    other outputs included), and a folder is swept once per process: writing thousands of
-    files into one folder does not list it thousands of times."""
+    other outputs included), again whenever the folder changed behind this process's back, and
+    never lists it for a write that follows this process's own: writing thousands of files
+    into one folder stays linear."""
     proc, _ = _start(_STAGE, tmp_path)
     _kill(proc)
-    assert len(_hidden(tmp_path / "out")) == 3
-    atomic_write(tmp_path / "out" / "model.onnx", b"x")
-    assert _hidden(tmp_path / "out") == []
+    out = tmp_path / "out"
+    assert len(_hidden(out)) == 3
+    atomic_write(out / "model.onnx", b"x")
+    assert _hidden(out) == []
     dead, _ = _start("print(flush=True)")
     dead.wait()
-    later = tmp_path / "out" / f".model.onnx.{dead.pid}-{atomic_io._HOST}.0123abcd.tmp"
-    later.write_bytes(b"left after the sweep")
-    atomic_write(tmp_path / "out" / "model.onnx", b"y")
-    assert later.exists(), "swept once per process"
+    later = out / f".model.onnx.{dead.pid}-{atomic_io._HOST}.0123abcd.tmp"
+    later.write_bytes(b"left by a writer killed since")
+    atomic_write(out / "model.onnx", b"y")
+    assert _hidden(out) == []
+    listed = []
+    scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda p=".": listed.append(p) or scandir(p))
+    for i in range(20):
+        atomic_write(out / f"map{i}.npy", b"z")
+    assert listed == [], "the folder was listed again though only this process wrote to it"
