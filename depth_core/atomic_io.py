@@ -58,14 +58,15 @@ def temp_prefix(path: str | Path) -> str:
     return f".{Path(path).name}."
 
 
-def _process_gone(pid: int) -> bool:
+def process_running(pid: int) -> bool:
+    """Whether process `pid` exists on this machine (one owned by another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return True
-    except OSError:  # exists, owned by someone else
         return False
-    return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
 
 
 # folder -> its mtime after this process last published into it: an unchanged folder has
@@ -105,7 +106,7 @@ def remove_dead_temps(path: str | Path) -> int:
         return 0
     for entry in entries:
         owner = _OWNER.search(entry.name) if entry.name.startswith(".") else None
-        if owner is None or owner.group(2) != _HOST or not _process_gone(int(owner.group(1))):
+        if owner is None or owner.group(2) != _HOST or process_running(int(owner.group(1))):
             continue
         if entry.is_dir(follow_symlinks=False):
             shutil.rmtree(entry.path, ignore_errors=True)
@@ -120,7 +121,7 @@ def says_disk_full(text: str) -> bool:
     return any(word in text.lower() for word in _FULL_WORDS)
 
 
-def disk_full(error: BaseException, target: str | Path) -> DiskFull | None:
+def _disk_full(error: BaseException, target: str | Path) -> DiskFull | None:
     """`error` as a DiskFull naming `target` when it, or an error it arose from, means the
     disk is full; None otherwise (and `error` itself when it already is a DiskFull).
 
@@ -148,9 +149,10 @@ def disk_full(error: BaseException, target: str | Path) -> DiskFull | None:
     return None
 
 
-def _raise_if_full(error: BaseException, path: Path) -> None:
-    """Re-raise a full-disk failure of writing `path` as DiskFull naming it."""
-    full = disk_full(error, path)
+def raise_if_disk_full(error: BaseException, target: str | Path) -> None:
+    """Re-raise a full-disk failure of writing `target` as DiskFull naming it; return for any
+    other error (and for a DiskFull already), so the caller re-raises it as it was."""
+    full = _disk_full(error, target)
     if full is not None and full is not error:
         raise full from error
 
@@ -218,7 +220,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(temp, path)
     except BaseException as error:
         temp.unlink(missing_ok=True)
-        _raise_if_full(error, path)
+        raise_if_disk_full(error, path)
         raise
     fsync_dir(path.parent)
     _published_into(path.parent)
@@ -240,7 +242,7 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
         os.replace(temp, path)
     except BaseException as error:
         shutil.rmtree(temp, ignore_errors=True)
-        _raise_if_full(error, path)
+        raise_if_disk_full(error, path)
         raise
     fsync_dir(path.parent)
     _published_into(path.parent)
@@ -262,7 +264,7 @@ def replaced_directory(path: str | Path) -> Iterator[Path]:
         fsync_dir(new)
     except BaseException as error:
         shutil.rmtree(new, ignore_errors=True)
-        _raise_if_full(error, path)
+        raise_if_disk_full(error, path)
         raise
     if path.exists():
         old = _reserve_temp(path, lambda name: os.mkdir(name, 0o777))

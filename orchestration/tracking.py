@@ -39,7 +39,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from depth_core.atomic_io import DiskFull, disk_full, says_disk_full
+from depth_core.atomic_io import DiskFull, raise_if_disk_full, says_disk_full
 
 DEFAULT_EXPERIMENT = "depth-distill"
 EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
@@ -195,10 +195,8 @@ class _StoreClient:
             try:
                 return attr(*args, **kwargs)
             except Exception as error:
-                full = disk_full(error, self._target(name, args))
-                if full is None or full is error:
-                    raise
-                raise full from error
+                raise_if_disk_full(error, self._target(name, args))
+                raise
 
         return call
 

@@ -14,17 +14,9 @@ import json
 import os
 from pathlib import Path
 
+from depth_core.atomic_io import process_running
+
 RWLOCK = Path(".dvc") / "tmp" / "rwlock"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _ancestors() -> set[int]:
@@ -57,7 +49,7 @@ def dvc_users(root: Path, paths: list[str]) -> list[str]:
     for verb, path, info in holders:
         name = wanted.get(os.path.realpath(path))
         pid = info.get("pid") if isinstance(info, dict) else None
-        if name is None or not isinstance(pid, int) or pid in own or not _alive(pid):
+        if name is None or not isinstance(pid, int) or pid in own or not process_running(pid):
             continue
         users.append(f"{info.get('cmd', 'dvc')} (pid {pid}) {verb} {name}")
     return users

@@ -105,25 +105,23 @@ def test_cli_refuses_an_experiment_over_the_default_lineage(tmp_path, raw, capsy
     assert snapshot(tmp_path) == before
 
 
+def _launchpad_with_student(root, raw, name: str) -> PipelineResource:
+    write_root(root, raw)
+    students = {name: raw["students"]["lite0"]}
+    return PipelineResource(root=str(root), overrides=ParamsOverrides(students=students))
+
+
 @pytest.mark.parametrize("name", ["..", "../../x", "a.b"])
 def test_launchpad_refuses_a_student_key_with_dots(tmp_path, raw, name):
     """Overrides become `students.NAME.key=value`: a dot in NAME would split it elsewhere."""
-    write_root(tmp_path, raw)
-    pipeline = PipelineResource(
-        root=str(tmp_path), overrides=ParamsOverrides(students={name: raw["students"]["lite0"]})
-    )
     with pytest.raises(ValueError, match=rf"key {name!r} under students"):
-        pipeline.params()
+        _launchpad_with_student(tmp_path, raw, name).params()
 
 
 @pytest.mark.parametrize("name", ["a/b", "/etc/x", "x y"])
 def test_launchpad_refuses_a_student_name_that_is_a_path(tmp_path, raw, name):
-    write_root(tmp_path, raw)
-    pipeline = PipelineResource(
-        root=str(tmp_path), overrides=ParamsOverrides(students={name: raw["students"]["lite0"]})
-    )
     with pytest.raises(ParamsError, match=rf"students key {name!r}"):
-        pipeline.params()
+        _launchpad_with_student(tmp_path, raw, name).params()
 
 
 def test_launchpad_refuses_an_experiment_over_the_default_lineage(tmp_path, raw):
